@@ -1,0 +1,44 @@
+"""
+The C{resumetls} command: a few tools for operators.
+
+Each subcommand lives in its own module with a C{main(argv) -> int}; this module
+only dispatches, so C{resumetls --help} imports nothing heavy.
+"""
+
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "doctor": ("resumetls._doctor", "report what this machine's OpenSSL allows"),
+    "keys": ("resumetls._keytool", "generate and inspect session ticket key files"),
+    "probe": ("resumetls._probe", "check a server's session resumption"),
+}
+
+
+def _usage(out) -> None:
+    out.write("usage: resumetls COMMAND [options]\n\ncommands:\n")
+    for name, (_, summary) in SUBCOMMANDS.items():
+        out.write(f"  {name:<8} {summary}\n")
+    out.write("\nrun 'resumetls COMMAND --help' for a command's options\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """
+    Run one subcommand and return its exit status.
+    """
+    if argv is None:
+        argv = sys.argv[1:]
+    if not argv or argv[0] in ("-h", "--help"):
+        _usage(sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        sys.stderr.write(f"resumetls: unknown command {name!r}\n")
+        _usage(sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
