@@ -135,6 +135,8 @@ class ResumptionStats:
     cache_hits: int
     cache_misses: int
     cache_lookups_late: int
+    cache_corrupt: int
+    cache_errors: int
     callback_errors: int
     cache: Any = None
     keys: Any = None
@@ -445,7 +447,10 @@ class ResumingContextFactory:
         else:
             result: list[Any] = []
             d = self.cache.lookup(key)
-            d.addCallbacks(result.append, self._cache_failed, errbackArgs=("lookup",))
+            d.addCallbacks(
+                result.append,
+                lambda f: result.append(self._cache_failed(f, "lookup")),
+            )
             if not result:
                 # A networked cache that has not answered yet: the client gets
                 # a full handshake rather than a stalled reactor.
@@ -489,6 +494,17 @@ class ResumingContextFactory:
                 state.mechanism = "unknown"
             c.resumed_unknown += 1
 
+    def session_corrupt(self, conn: Any) -> None:
+        state = _state(conn)
+        if state is not None:
+            state.cache_hit = False
+        self._counters.cache_corrupt += 1
+        _log.warn(
+            "the session cache returned an entry that is not a TLS session; "
+            "the client gets a full handshake",
+            event="resumetls.cache.corrupt",
+        )
+
     def callback_failed(self, what: str) -> None:
         self._counters.callback_errors += 1
         _log.failure(
@@ -498,7 +514,7 @@ class ResumingContextFactory:
         )
 
     def _cache_failed(self, failure: Any, what: str) -> None:
-        self._counters.callback_errors += 1
+        self._counters.cache_errors += 1
         _log.warn(
             "session cache {what} failed: {error}; the client gets a full handshake",
             what=what,

@@ -433,6 +433,8 @@ class OpenSSLRoute:
           - C{session_new(conn, session_id, der, lifetime, version)}
           - C{session_get(conn, session_id) -> bytes | None}
           - C{handshake_done(conn, reused, version)}
+          - C{session_corrupt(conn)}: the cache returned bytes that are
+            not a session (a full handshake follows).
           - C{callback_failed(what)}: an exception was raised inside a
             callback (already turned into a full handshake).
 
@@ -568,7 +570,7 @@ class OpenSSLRoute:
                 sess = d2i(_ffi.NULL, p, len(der))
                 if sess == _ffi.NULL:
                     _rlib.ERR_clear_error()  # keep pyOpenSSL's error queue clean
-                    hooks.callback_failed("corrupt-session")
+                    hooks.session_corrupt(connection(ssl))
                 return sess
 
             new = _ffi.callback(_NEW_CB, new_cb, error=0, onerror=failed("session-new"))

@@ -1,0 +1,321 @@
+"""
+Shared helpers of the test suite: throwaway certificates, a resuming server on
+a free loopback port, and real TLS clients (C{openssl s_client} and Python's
+C{ssl} module) that report whether they resumed.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from twisted.internet import protocol, reactor
+from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.ssl import CertificateOptions
+from twisted.internet.threads import deferToThread
+from zope.interface import implementer
+
+from resumetls._context import ResumingContextFactory, resumption_info
+
+OPENSSL = shutil.which("openssl")
+CLIENT_TIMEOUT = 10
+
+
+def make_certificate(common_name: str = "localhost", kind: str = "ec") -> tuple:
+    """A self-signed certificate for C{common_name} and its private key."""
+    if kind == "rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(common_name), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+_CERT_CACHE: dict[str, tuple] = {}
+
+
+def certificate(kind: str = "ec") -> tuple:
+    """One certificate per kind for the whole test run (key generation is slow)."""
+    if kind not in _CERT_CACHE:
+        _CERT_CACHE[kind] = make_certificate(kind=kind)
+    return _CERT_CACHE[kind]
+
+
+def write_pem(directory: str, cert: Any, key: Any) -> tuple[str, str]:
+    os.makedirs(directory, exist_ok=True)
+    cert_path = os.path.join(directory, "cert.pem")
+    key_path = os.path.join(directory, "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return cert_path, key_path
+
+
+@implementer(IHandshakeListener)
+class InfoProtocol(protocol.Protocol):
+    """
+    Once the handshake is done, write how this connection was set up as one
+    JSON line, then close cleanly (or, with C{mode}, in other ways).
+    """
+
+    def handshakeCompleted(self) -> None:
+        info = resumption_info(self.transport)
+        self.factory.infos.append(info)
+        line = json.dumps(
+            {
+                "resumed": info.resumed,
+                "mechanism": info.mechanism,
+                "version": info.version,
+                "cipher": info.cipher,
+            }
+        )
+        mode = self.factory.mode
+        if mode == "wait":
+            # Leave the closing to the client (it may close uncleanly).
+            self.transport.write(line.encode() + b"\n")
+        elif mode == "abort":
+            self.transport.write(line.encode() + b"\n")
+            # Let the handshake's last flight and the line go out first.
+            reactor.callLater(0.2, self.transport.abortConnection)
+        else:
+            self.transport.write(line.encode() + b"\n")
+            self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+
+class InfoFactory(protocol.Factory):
+    protocol = InfoProtocol
+
+    def __init__(self, mode: str = "close") -> None:
+        self.infos: list = []
+        self.mode = mode
+
+
+def options(kind: str = "ec", **kw: Any) -> CertificateOptions:
+    cert, key = certificate(kind)
+    return CertificateOptions(privateKey=key, certificate=cert, **kw)
+
+
+async def listen(
+    testcase: Any, factory: ResumingContextFactory, mode: str = "close"
+) -> tuple[int, InfoFactory]:
+    """Serve C{InfoProtocol} with C{factory} on a free loopback port."""
+    app = InfoFactory(mode)
+    endpoint = SSL4ServerEndpoint(reactor, 0, factory, interface="127.0.0.1")
+    port = await endpoint.listen(app)
+    testcase.addCleanup(port.stopListening)
+    return port.getHost().port, app
+
+
+# -- openssl s_client ------------------------------------------------------------
+
+
+def _s_client(port: int, args: list[str]) -> str:
+    proc = subprocess.run(
+        [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-ign_eof", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=CLIENT_TIMEOUT,
+    )
+    return proc.stdout.decode("latin-1") + proc.stderr.decode("latin-1")
+
+
+def parse_s_client(output: str) -> dict[str, Any]:
+    """What s_client said: new or reused, and the server's info line."""
+    m = re.search(r"^(New|Reused), (\S+), Cipher is (\S+)", output, re.M)
+    if m is None:
+        raise AssertionError(f"no handshake in s_client output:\n{output[-2000:]}")
+    info = None
+    for line in output.splitlines():
+        if line.startswith("{") and '"resumed"' in line:
+            info = json.loads(line)
+    return {
+        "reused": m.group(1) == "Reused",
+        "version": m.group(2),
+        "cipher": m.group(3),
+        "server": info,
+        "tickets": tickets_in(output),
+    }
+
+
+def s_client(port: int, sess_in: str | None, sess_out: str | None, *args: str):
+    """
+    Run C{openssl s_client} once in a thread; fires with L{parse_s_client}'s
+    dict.
+    """
+    argv = list(args)
+    if sess_in:
+        argv += ["-sess_in", sess_in]
+    if sess_out:
+        argv += ["-sess_out", sess_out]
+    return deferToThread(lambda: parse_s_client(_s_client(port, argv)))
+
+
+def tickets_in(text: str) -> list[bytes]:
+    """Every session ticket an C{openssl} session printout shows, in order."""
+    found = []
+    for m in re.finditer(r"TLS session ticket:\n((?:\s*[0-9a-f]{4} - .*\n?)+)", text):
+        data = bytearray()
+        for line in m.group(1).splitlines():
+            hexpart = line.split(" - ", 1)[1][:48]
+            data += bytes.fromhex(hexpart.replace("-", " ").replace(" ", ""))
+        found.append(bytes(data))
+    return found
+
+
+def session_ticket(pem_path: str) -> bytes | None:
+    """The ticket in a session file, as C{openssl sess_id -text} shows it."""
+    out = subprocess.run(
+        [OPENSSL, "sess_id", "-in", pem_path, "-text", "-noout"],
+        capture_output=True,
+        timeout=CLIENT_TIMEOUT,
+        check=True,
+    ).stdout.decode()
+    found = tickets_in(out)
+    return found[-1] if found else None
+
+
+# -- DER surgery on session files (forged tickets and session IDs) -------------
+
+
+def _read_tlv(data: bytes, i: int) -> tuple[int, int, int]:
+    tag = data[i]
+    length = data[i + 1]
+    j = i + 2
+    if length & 0x80:
+        n = length & 0x7F
+        length = int.from_bytes(data[j : j + n], "big")
+        j += n
+    return tag, j, j + length
+
+
+def _encode_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _encode_length(len(content)) + content
+
+
+def rewrite_session(pem_in: str, pem_out: str, *, ticket=None, session_id=None):
+    """
+    Copy a session file, replacing its ticket and/or session ID (OpenSSL's
+    C{SSL_SESSION_ASN1}: the 4th element is the session ID, C{[10]} holds the
+    ticket) — a forged credential, as an attacker would present it.
+    """
+    with open(pem_in) as f:
+        text = f.read()
+    body = "".join(
+        line for line in text.splitlines() if line and not line.startswith("-----")
+    )
+    der = base64.b64decode(body)
+    tag, start, end = _read_tlv(der, 0)
+    elements = []
+    i = start
+    while i < end:
+        t, s, e = _read_tlv(der, i)
+        elements.append((t, der[s:e]))
+        i = e
+    out = []
+    for index, (t, content) in enumerate(elements):
+        if index == 3 and session_id is not None:
+            content = session_id
+        if t == 0xAA and ticket is not None:  # [10] EXPLICIT OCTET STRING
+            content = _tlv(0x04, ticket)
+        out.append(_tlv(t, content))
+    new = _tlv(tag, b"".join(out))
+    with open(pem_out, "w") as f:
+        f.write("-----BEGIN SSL SESSION PARAMETERS-----\n")
+        b64 = base64.b64encode(new).decode()
+        for k in range(0, len(b64), 64):
+            f.write(b64[k : k + 64] + "\n")
+        f.write("-----END SSL SESSION PARAMETERS-----\n")
+
+
+# -- Python's ssl module -----------------------------------------------------------
+
+
+def python_context(version, no_ticket, cafile):
+    """A client C{SSLContext}; sessions only resume within one context."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile)
+    ctx.minimum_version = version
+    ctx.maximum_version = version
+    if no_ticket:
+        ctx.options |= ssl.OP_NO_TICKET
+    return ctx
+
+
+def _python_client(port, ctx, session, clean):
+    with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as raw:
+        s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
+        line = b""
+        try:
+            while not line.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                line += chunk
+        except ConnectionResetError:
+            pass  # the server aborted: its own record says what happened
+        if clean:
+            # Read to the server's close_notify, so TLS 1.3 tickets are in.
+            try:
+                while s.recv(4096):
+                    pass
+            except (ssl.SSLError, OSError):
+                pass
+        reused = s.session_reused
+        new_session = s.session
+        # Without clean=True: close the socket with no close_notify at all.
+        s.close() if clean else raw.close()
+    info = json.loads(line) if line.strip() else None
+    return {"reused": reused, "session": new_session, "server": info}
+
+
+def python_client(port, ctx, session=None, clean=True):
+    """One connection with Python's C{ssl} module, in a thread."""
+    return deferToThread(_python_client, port, ctx, session, clean)
