@@ -1,0 +1,209 @@
+"""
+Fast, deterministic tests: both TLS ends in one process over Twisted's
+C{TLSMemoryBIOFactory} and C{iosim}, no sockets (on top of, not instead of,
+the real-peer tests).  They also show the factory works with
+C{TLSMemoryBIOFactory} and with C{listenSSL}.
+"""
+
+from __future__ import annotations
+
+import os
+
+from OpenSSL import SSL
+from twisted.internet import protocol, reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.task import Clock
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test import iosim
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
+
+from resumetls._context import (
+    ResumingContextFactory,
+    ResumptionSettings,
+    resumption_info,
+)
+from resumetls._keys import KeyRing, TicketKey
+from resumetls._memorycache import MemorySessionCache
+
+from . import _support
+from ._support import options
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _ResumingClient:
+    """A minimal client that offers the last session it saw."""
+
+    def __init__(self, max_version, no_ticket=False):
+        self.context = SSL.Context(SSL.TLS_METHOD)
+        self.context.set_max_proto_version(max_version)
+        self.context.set_min_proto_version(max_version)
+        if no_ticket:
+            self.context.set_options(SSL.OP_NO_TICKET)
+        self.session = None
+        self.connections = []
+
+    def clientConnectionForTLS(self, tlsProtocol):
+        conn = SSL.Connection(self.context, None)
+        conn.set_tlsext_host_name(b"localhost")
+        if self.session is not None:
+            conn.set_session(self.session)
+        self.connections.append(conn)
+        return conn
+
+
+class _Server(protocol.Protocol):
+    def dataReceived(self, data):
+        self.factory.infos.append(resumption_info(self.transport))
+        self.transport.write(b"ok")
+
+
+class _Client(protocol.Protocol):
+    def connectionMade(self):
+        self.transport.write(b"hi")
+
+    def dataReceived(self, data):
+        self.factory.received.append(data)
+
+
+def handshake(server_factory, client):
+    """One in-memory connection; returns what the server saw."""
+    clock = Clock()
+    app = protocol.Factory.forProtocol(_Server)
+    app.infos = []
+    capp = protocol.Factory.forProtocol(_Client)
+    capp.received = []
+    server = TLSMemoryBIOFactory(server_factory, False, app, clock=clock).buildProtocol(
+        IPv4Address("TCP", "127.0.0.1", 443)
+    )
+    cproto = TLSMemoryBIOFactory(client, True, capp, clock=clock).buildProtocol(
+        IPv4Address("TCP", "127.0.0.1", 443)
+    )
+    pump = iosim.connect(
+        server,
+        iosim.makeFakeServer(server),
+        cproto,
+        iosim.makeFakeClient(cproto),
+        greet=False,
+        clock=clock,
+    )
+    for _ in range(20):
+        pump.pump()
+        clock.advance(0)
+    client.session = client.connections[-1].get_session()
+    return app.infos, capp.received
+
+
+class InMemoryTests(SynchronousTestCase):
+    def _resumes(self, settings, version, no_ticket, counter, mechanism):
+        factory = ResumingContextFactory(
+            options(),
+            settings,
+            key_ring=KeyRing.from_keys(TicketKey.generate()),
+            cache=MemorySessionCache(clock=Clock()),
+        )
+        client = _ResumingClient(version, no_ticket)
+        infos, received = handshake(factory, client)
+        self.assertEqual(received, [b"ok"])
+        self.assertFalse(infos[0].resumed)
+        infos, received = handshake(factory, client)
+        self.assertEqual(received, [b"ok"])
+        self.assertTrue(infos[0].resumed)
+        self.assertEqual(infos[0].mechanism, mechanism)
+        self.assertEqual(getattr(factory.stats(), counter), 1)
+        self.assertEqual(factory.stats().full_handshakes, 1)
+
+    def test_tls12_session_id(self):
+        self._resumes(
+            ResumptionSettings(tickets=False),
+            SSL.TLS1_2_VERSION,
+            True,
+            "resumed_session_id",
+            "session-id",
+        )
+
+    def test_tls12_ticket(self):
+        self._resumes(
+            ResumptionSettings(session_ids=False),
+            SSL.TLS1_2_VERSION,
+            False,
+            "resumed_ticket_tls12",
+            "ticket",
+        )
+
+    def test_tls13_ticket(self):
+        self._resumes(
+            ResumptionSettings(session_ids=False),
+            SSL.TLS1_3_VERSION,
+            False,
+            "resumed_ticket_tls13",
+            "ticket",
+        )
+
+    def test_tls13_stateful(self):
+        self._resumes(
+            ResumptionSettings(tickets=False),
+            SSL.TLS1_3_VERSION,
+            False,
+            "resumed_session_id",
+            "session-id",
+        )
+
+    def test_everything_off(self):
+        """Both mechanisms off: every handshake is full, nothing is issued."""
+        factory = ResumingContextFactory(
+            options(), ResumptionSettings(tickets=False, session_ids=False)
+        )
+        client = _ResumingClient(SSL.TLS1_2_VERSION)
+        handshake(factory, client)
+        infos, _ = handshake(factory, client)
+        self.assertFalse(infos[0].resumed)
+        self.assertEqual(factory.stats().full_handshakes, 2)
+        self.assertEqual(factory.stats().tickets_issued, 0)
+
+    def test_secrets_not_in_reprs_or_stats(self):
+        key = TicketKey.generate()
+        factory = ResumingContextFactory(
+            options(),
+            key_ring=KeyRing.from_keys(key),
+            cache=MemorySessionCache(clock=Clock()),
+        )
+        client = _ResumingClient(SSL.TLS1_2_VERSION)
+        handshake(factory, client)
+        text = repr(factory) + repr(factory.stats()) + repr(factory.stats().as_dict())
+        for secret in (key.aes_key, key.hmac_key):
+            self.assertNotIn(secret.hex(), text)
+            self.assertNotIn(repr(secret), text)
+
+    def test_settings_validation(self):
+        e = self.assertRaises(ValueError, ResumptionSettings, session_timeout=0)
+        self.assertIn("between 1 and 604800 seconds", str(e))
+        e = self.assertRaises(ValueError, ResumptionSettings, session_timeout=10**7)
+        self.assertIn("7 days", str(e))
+        e = self.assertRaises(ValueError, ResumptionSettings, tls13_tickets=-1)
+        self.assertIn("TLS 1.3 ticket count", str(e))
+
+
+class ListenSSLTests(TestCase):
+    """C{reactor.listenSSL} takes the factory as its context factory."""
+
+    timeout = 30
+
+    def test_listen_ssl(self):
+        async def run():
+            factory = ResumingContextFactory(
+                options(), ResumptionSettings(session_ids=False)
+            )
+            app = _support.InfoFactory()
+            port = reactor.listenSSL(0, app, factory, interface="127.0.0.1")
+            self.addCleanup(port.stopListening)
+            sess = os.path.abspath(self.mktemp())
+            number = port.getHost().port
+            await _support.s_client(number, None, sess, "-tls1_3")
+            again = await _support.s_client(number, sess, None, "-tls1_3")
+            self.assertTrue(again["reused"])
+            self.assertEqual(factory.stats().resumed_ticket_tls13, 1)
+
+        return ensureDeferred(run())
