@@ -47,7 +47,7 @@ _rlib: Any = _rust_openssl.lib
 _rffi: Any = _rust_openssl.ffi
 
 # Bump when the list of symbols or the cache file layout changes.
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 # The bindings cryptography exposes whose cffi stubs we use to find the base.
 _ANCHORS = ("SSL_CTX_get_timeout", "SSL_CTX_set_timeout", "i2d_SSL_SESSION")
@@ -84,6 +84,13 @@ _SIGNATURES = {
     "EVP_MAC_CTX_set_params": "int(*)(void *, OSSL_PARAM *)",
     "EVP_aes_128_cbc": "void *(*)(void)",
     "EVP_aes_256_cbc": "void *(*)(void)",
+    # only for measuring the ticket callback (bench/)
+    "EVP_CIPHER_CTX_new": "void *(*)(void)",
+    "EVP_CIPHER_CTX_free": "void(*)(void *)",
+    "EVP_MAC_fetch": "void *(*)(void *, const char *, const char *)",
+    "EVP_MAC_free": "void(*)(void *)",
+    "EVP_MAC_CTX_new": "void *(*)(void *)",
+    "EVP_MAC_CTX_free": "void(*)(void *)",
 }
 
 # What each capability needs; reported by `resumetls doctor`.
@@ -412,6 +419,96 @@ class OpenSSLRoute:
 
     # -- server callbacks -----------------------------------------------------
 
+    def _ticket_callback(self, hooks: Any, connection: Any, onerror: Any) -> Any:
+        """The C{SSL_CTX_set_tlsext_ticket_key_evp_cb} callback, as cffi makes it."""
+        encrypt_init = self._fn["EVP_EncryptInit_ex"]
+        decrypt_init = self._fn["EVP_DecryptInit_ex"]
+        set_params = self._fn["EVP_MAC_CTX_set_params"]
+        aes = self._aes
+        digest = self._digest
+        pkey = self._param_key
+        pdigest = self._param_digest
+        null = _ffi.NULL
+        buffer = _ffi.buffer
+        urandom = os.urandom
+
+        def set_mac(hctx: Any, hmac_key: bytes) -> int:
+            params = _ffi.new("OSSL_PARAM[3]")
+            params[0].key = pkey
+            params[0].data_type = _OSSL_PARAM_OCTET_STRING
+            keybuf = _ffi.from_buffer(hmac_key)
+            params[0].data = keybuf
+            params[0].data_size = len(hmac_key)
+            params[0].return_size = _OSSL_PARAM_UNMODIFIED
+            params[1].key = pdigest
+            params[1].data_type = _OSSL_PARAM_UTF8_STRING
+            params[1].data = digest
+            params[1].data_size = 6
+            params[1].return_size = _OSSL_PARAM_UNMODIFIED
+            return set_params(hctx, params)
+
+        def ticket_cb(ssl, key_name, iv, cctx, hctx, enc):  # noqa: ANN001
+            conn = connection(ssl)
+            if enc == 1:
+                key = hooks.ticket_encrypt(conn)
+                if key is None:
+                    return 0
+                fresh_iv = urandom(16)
+                buffer(key_name, 16)[:] = key.name
+                buffer(iv, 16)[:] = fresh_iv
+                if (
+                    encrypt_init(
+                        cctx, aes[len(key.aes_key)], null, key.aes_key, fresh_iv
+                    )
+                    != 1
+                ):
+                    return -1
+                if set_mac(hctx, key.hmac_key) != 1:
+                    return -1
+                return 1
+            found = hooks.ticket_decrypt(conn, buffer(key_name, 16)[:])
+            if found is None:
+                return 0
+            key, renew = found
+            if set_mac(hctx, key.hmac_key) != 1:
+                return 0
+            if decrypt_init(cctx, aes[len(key.aes_key)], null, key.aes_key, iv) != 1:
+                return 0
+            return 2 if renew else 1
+
+        return _ffi.callback(_TICKET_CB, ticket_cb, error=0, onerror=onerror)
+
+    def measure_ticket_callback(self, hooks: Any, iterations: int) -> dict[str, float]:
+        """
+        Microseconds per call of our ticket callback, entered from C the way
+        OpenSSL enters it (real EVP cipher and MAC contexts), for encryption
+        and for decryption.  For benchmarks; C{hooks} as in
+        L{install_server_callbacks}.
+        """
+        import time
+
+        f = self._fn
+        cb = self._ticket_callback(hooks, lambda ssl: None, None)
+        call = _ffi.cast(f"{_TICKET_CB.replace('(', '(*)(', 1)}", cb)
+        cctx = f["EVP_CIPHER_CTX_new"]()
+        mac = f["EVP_MAC_fetch"](_ffi.NULL, b"HMAC", _ffi.NULL)
+        hctx = f["EVP_MAC_CTX_new"](mac)
+        name = _ffi.new("unsigned char[16]")
+        iv = _ffi.new("unsigned char[16]")
+        result = {}
+        try:
+            for label, enc in (("encrypt", 1), ("decrypt", 0)):
+                start = time.perf_counter()
+                for _ in range(iterations):
+                    if call(_ffi.NULL, name, iv, cctx, hctx, enc) < 1:
+                        raise RuntimeError(f"ticket callback failed ({label})")
+                result[label] = (time.perf_counter() - start) / iterations * 1e6
+        finally:
+            f["EVP_MAC_CTX_free"](hctx)
+            f["EVP_MAC_free"](mac)
+            f["EVP_CIPHER_CTX_free"](cctx)
+        return result
+
     def install_server_callbacks(
         self,
         context: SSL.Context,
@@ -464,65 +561,7 @@ class OpenSSLRoute:
                     "custom ticket keys need "
                     + ", ".join(n for n in CUSTOM_TICKET_KEYS if n not in self._fn)
                 )
-            encrypt_init = self._fn["EVP_EncryptInit_ex"]
-            decrypt_init = self._fn["EVP_DecryptInit_ex"]
-            set_params = self._fn["EVP_MAC_CTX_set_params"]
-            aes = self._aes
-            digest = self._digest
-            pkey = self._param_key
-            pdigest = self._param_digest
-            null = _ffi.NULL
-            buffer = _ffi.buffer
-            urandom = os.urandom
-
-            def set_mac(hctx: Any, hmac_key: bytes) -> int:
-                params = _ffi.new("OSSL_PARAM[3]")
-                params[0].key = pkey
-                params[0].data_type = _OSSL_PARAM_OCTET_STRING
-                keybuf = _ffi.from_buffer(hmac_key)
-                params[0].data = keybuf
-                params[0].data_size = len(hmac_key)
-                params[0].return_size = _OSSL_PARAM_UNMODIFIED
-                params[1].key = pdigest
-                params[1].data_type = _OSSL_PARAM_UTF8_STRING
-                params[1].data = digest
-                params[1].data_size = 6
-                params[1].return_size = _OSSL_PARAM_UNMODIFIED
-                return set_params(hctx, params)
-
-            def ticket_cb(ssl, key_name, iv, cctx, hctx, enc):  # noqa: ANN001
-                conn = connection(ssl)
-                if enc == 1:
-                    key = hooks.ticket_encrypt(conn)
-                    if key is None:
-                        return 0
-                    fresh_iv = urandom(16)
-                    buffer(key_name, 16)[:] = key.name
-                    buffer(iv, 16)[:] = fresh_iv
-                    if (
-                        encrypt_init(
-                            cctx, aes[len(key.aes_key)], null, key.aes_key, fresh_iv
-                        )
-                        != 1
-                    ):
-                        return -1
-                    if set_mac(hctx, key.hmac_key) != 1:
-                        return -1
-                    return 1
-                found = hooks.ticket_decrypt(conn, buffer(key_name, 16)[:])
-                if found is None:
-                    return 0
-                key, renew = found
-                if set_mac(hctx, key.hmac_key) != 1:
-                    return 0
-                if (
-                    decrypt_init(cctx, aes[len(key.aes_key)], null, key.aes_key, iv)
-                    != 1
-                ):
-                    return 0
-                return 2 if renew else 1
-
-            cb = _ffi.callback(_TICKET_CB, ticket_cb, error=0, onerror=failed("ticket"))
+            cb = self._ticket_callback(hooks, connection, failed("ticket"))
             keep.append(cb)
             self.clear_options(context, SSL_OP_NO_TICKET)
             if self._fn["SSL_CTX_set_tlsext_ticket_key_evp_cb"](ctx, cb) != 1:
