@@ -505,10 +505,14 @@ class ResumingContextFactory:
             event="resumetls.cache.corrupt",
         )
 
-    def callback_failed(self, what: str) -> None:
+    def callback_failed(self, what: str, exc: Any = None, tb: Any = None) -> None:
+        from twisted.python.failure import Failure
+
         self._counters.callback_errors += 1
+        failure = Failure(exc, type(exc), tb) if exc is not None else None
         _log.failure(
             "resumetls {what} callback failed; the client gets a full handshake",
+            failure=failure,
             what=what,
             event="resumetls.callback.failed",
         )

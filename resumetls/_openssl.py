@@ -532,7 +532,7 @@ class OpenSSLRoute:
           - C{handshake_done(conn, reused, version)}
           - C{session_corrupt(conn)}: the cache returned bytes that are
             not a session (a full handshake follows).
-          - C{callback_failed(what)}: an exception was raised inside a
+          - C{callback_failed(what, exception, traceback)}: an exception was raised inside a
             callback (already turned into a full handshake).
 
         Key material, session IDs and DER cross as L{bytes}; nothing else
@@ -549,7 +549,7 @@ class OpenSSLRoute:
         def failed(what: str) -> Any:
             def onerror(exc_type: Any, exc: Any, tb: Any) -> None:
                 try:
-                    hooks.callback_failed(what)
+                    hooks.callback_failed(what, exc, tb)
                 except Exception:  # noqa: BLE001 - never raise into OpenSSL
                     pass
 

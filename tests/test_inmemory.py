@@ -207,3 +207,41 @@ class ListenSSLTests(TestCase):
             self.assertEqual(factory.stats().resumed_ticket_tls13, 1)
 
         return ensureDeferred(run())
+
+
+class _BrokenRing:
+    """A key source that fails: it must cost a ticket, never the connection."""
+
+    generation = 0
+
+    def __init__(self):
+        self.key = TicketKey.generate()
+
+    def encrypting_key(self):
+        raise RuntimeError("key source is broken")
+
+    def decrypting_key(self, name):
+        raise RuntimeError("key source is broken")
+
+    def describe(self):
+        return None
+
+
+class CallbackFailureTests(SynchronousTestCase):
+    def test_broken_key_source(self):
+        """
+        An exception inside the ticket callback is logged and counted; the
+        handshake completes as a full one and the data flows.
+        """
+        factory = ResumingContextFactory(
+            options(), ResumptionSettings(session_ids=False), key_ring=_BrokenRing()
+        )
+        for version in (SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION):
+            client = _ResumingClient(version)
+            infos, received = handshake(factory, client)
+            self.assertEqual(received, [b"ok"])
+            self.assertFalse(infos[0].resumed)
+        self.assertGreaterEqual(factory.stats().callback_errors, 2)
+        self.assertEqual(factory.stats().full_handshakes, 2)
+        errors = self.flushLoggedErrors(RuntimeError)
+        self.assertGreaterEqual(len(errors), 2)
