@@ -296,6 +296,58 @@ class ResumingContextFactory:
         self._key_prefix = self.session_id_context[:16]
         self.capabilities = self._configure()
 
+    @classmethod
+    def from_files(
+        cls,
+        certificate: str,
+        key: str,
+        settings: ResumptionSettings | None = None,
+        **kwargs: Any,
+    ) -> ResumingContextFactory:
+        """
+        Build from PEM files: C{certificate} holds the leaf certificate and,
+        after it, any chain certificates; C{key} the private key.  Other
+        arguments as for the constructor.
+
+        @raise ValueError: when a file cannot be read or parsed, or the key
+            does not belong to the certificate; the message names the file.
+        """
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+        from twisted.internet.ssl import CertificateOptions
+
+        def read(path: str, what: str) -> bytes:
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except OSError as e:
+                raise ValueError(
+                    f"cannot read the {what} {path}: {e.strerror}"
+                ) from None
+
+        cert_pem = read(certificate, "certificate")
+        key_pem = read(key, "private key")
+        try:
+            chain = x509.load_pem_x509_certificates(cert_pem)
+        except ValueError:
+            raise ValueError(f"{certificate} does not hold a PEM certificate") from None
+        try:
+            private_key = load_pem_private_key(key_pem, None)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"{key} does not hold an unencrypted PEM private key"
+            ) from None
+        if chain[0].public_key() != private_key.public_key():
+            raise ValueError(
+                f"the private key {key} does not match the certificate {certificate}"
+            )
+        options = CertificateOptions(
+            privateKey=private_key,
+            certificate=chain[0],
+            extraCertChain=chain[1:],
+        )
+        return cls(options, settings, **kwargs)
+
     def __repr__(self) -> str:
         c = self._counters
         return (

@@ -245,3 +245,47 @@ class CallbackFailureTests(SynchronousTestCase):
         self.assertEqual(factory.stats().full_handshakes, 2)
         errors = self.flushLoggedErrors(RuntimeError)
         self.assertGreaterEqual(len(errors), 2)
+
+
+class FromFilesTests(SynchronousTestCase):
+    def test_from_files(self):
+        cert, key = _support.certificate()
+        cert_path, key_path = _support.write_pem(self.mktemp(), cert, key)
+        factory = ResumingContextFactory.from_files(
+            cert_path,
+            key_path,
+            ResumptionSettings(session_ids=False),
+            key_ring=KeyRing.from_keys(TicketKey.generate()),
+        )
+        client = _ResumingClient(SSL.TLS1_3_VERSION)
+        handshake(factory, client)
+        infos, _ = handshake(factory, client)
+        self.assertTrue(infos[0].resumed)
+
+    def test_errors(self):
+        cert, key = _support.certificate()
+        cert_path, key_path = _support.write_pem(self.mktemp(), cert, key)
+        _, other_key = _support.certificate("rsa")
+        _, other_key_path = _support.write_pem(self.mktemp(), cert, other_key)
+        e = self.assertRaises(
+            ValueError, ResumingContextFactory.from_files, cert_path, other_key_path
+        )
+        self.assertEqual(
+            str(e),
+            f"the private key {other_key_path} does not match the certificate "
+            f"{cert_path}",
+        )
+        e = self.assertRaises(
+            ValueError, ResumingContextFactory.from_files, key_path, key_path
+        )
+        self.assertEqual(str(e), f"{key_path} does not hold a PEM certificate")
+        e = self.assertRaises(
+            ValueError, ResumingContextFactory.from_files, cert_path, cert_path
+        )
+        self.assertEqual(
+            str(e), f"{cert_path} does not hold an unencrypted PEM private key"
+        )
+        e = self.assertRaises(
+            ValueError, ResumingContextFactory.from_files, "/nonexistent.pem", key_path
+        )
+        self.assertIn("cannot read the certificate /nonexistent.pem", str(e))
