@@ -188,6 +188,7 @@ class _ConnectionState:
 
 
 _STATE = "_resumetls_state"
+_FACTORY = "_resumetls_factory"
 
 
 def _state(conn: Any) -> _ConnectionState | None:
@@ -302,16 +303,21 @@ class ResumingContextFactory:
         certificate: str,
         key: str,
         settings: ResumptionSettings | None = None,
+        chain: str | None = None,
         **kwargs: Any,
     ) -> ResumingContextFactory:
         """
-        Build from PEM files: C{certificate} holds the leaf certificate and,
-        after it, any chain certificates; C{key} the private key.  Other
-        arguments as for the constructor.
+        Build from PEM files, the way Twisted's C{ssl:} endpoint reads them:
+        C{certificate} holds the leaf certificate (and possibly chain
+        certificates after it), C{key} the private key (it may be the same
+        file), C{chain} optionally more chain certificates.  Other arguments
+        as for the constructor.
 
         @raise ValueError: when a file cannot be read or parsed, or the key
             does not belong to the certificate; the message names the file.
         """
+        import re
+
         from cryptography import x509
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
         from twisted.internet.ssl import CertificateOptions
@@ -325,26 +331,40 @@ class ResumingContextFactory:
                     f"cannot read the {what} {path}: {e.strerror}"
                 ) from None
 
-        cert_pem = read(certificate, "certificate")
+        def certificates(path: str, what: str) -> list[Any]:
+            data = read(path, what)
+            try:
+                found = x509.load_pem_x509_certificates(data)
+            except ValueError:
+                found = []
+            if not found:
+                raise ValueError(f"{path} does not hold a PEM certificate")
+            return found
+
+        leaf_and_chain = certificates(certificate, "certificate")
+        extra = certificates(chain, "certificate chain") if chain else []
         key_pem = read(key, "private key")
+        block = re.search(
+            rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----",
+            key_pem,
+            re.S,
+        )
         try:
-            chain = x509.load_pem_x509_certificates(cert_pem)
-        except ValueError:
-            raise ValueError(f"{certificate} does not hold a PEM certificate") from None
-        try:
-            private_key = load_pem_private_key(key_pem, None)
+            if block is None:
+                raise ValueError
+            private_key = load_pem_private_key(block.group(0), None)
         except (ValueError, TypeError):
             raise ValueError(
                 f"{key} does not hold an unencrypted PEM private key"
             ) from None
-        if chain[0].public_key() != private_key.public_key():
+        if leaf_and_chain[0].public_key() != private_key.public_key():
             raise ValueError(
                 f"the private key {key} does not match the certificate {certificate}"
             )
         options = CertificateOptions(
             privateKey=private_key,
-            certificate=chain[0],
-            extraCertChain=chain[1:],
+            certificate=leaf_and_chain[0],
+            extraCertChain=leaf_and_chain[1:] + extra,
         )
         return cls(options, settings, **kwargs)
 
@@ -455,8 +475,10 @@ class ResumingContextFactory:
                     "the wrapped options built a new context; resumption "
                     "settings would be lost"
                 )
-            return conn
-        return SSL.Connection(self._context, None)
+        else:
+            conn = SSL.Connection(self._context, None)
+        setattr(conn, _FACTORY, self)
+        return conn
 
     # -- hooks called by the OpenSSL callbacks (keep them cheap) ------------------
 
@@ -590,6 +612,26 @@ class ResumingContextFactory:
         )
 
 
+def _connection(transport: Any) -> SSL.Connection:
+    conn = transport
+    for _ in range(3):
+        if isinstance(conn, SSL.Connection):
+            return conn
+        get_handle = getattr(conn, "getHandle", None)
+        if get_handle is None:
+            break
+        conn = get_handle()
+    raise TypeError(f"{transport!r} is not a TLS connection")
+
+
+def serving_factory(transport: Any) -> ResumingContextFactory | None:
+    """
+    The L{ResumingContextFactory} that set up the TLS connection under
+    C{transport}, or L{None} when it was another context factory.
+    """
+    return getattr(_connection(transport), _FACTORY, None)
+
+
 def resumption_info(transport: Any) -> ResumptionInfo:
     """
     How the TLS connection under C{transport} was set up: resumed or not, by
@@ -599,16 +641,7 @@ def resumption_info(transport: Any) -> ResumptionInfo:
         (C{request.transport}, C{protocol.transport}, anything whose
         C{getHandle()} is the C{Connection}).
     """
-    conn = transport
-    for _ in range(3):
-        if isinstance(conn, SSL.Connection):
-            break
-        get_handle = getattr(conn, "getHandle", None)
-        if get_handle is None:
-            raise TypeError(f"{transport!r} is not a TLS connection")
-        conn = get_handle()
-    else:
-        raise TypeError(f"{transport!r} is not a TLS connection")
+    conn = _connection(transport)
     resumed = _openssl.connection_reused(conn)
     state = getattr(conn, _STATE, None)
     if resumed:

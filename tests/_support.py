@@ -150,10 +150,13 @@ async def listen(
 # -- openssl s_client ------------------------------------------------------------
 
 
-def _s_client(port: int, args: list[str]) -> str:
+HTTP_REQUEST = b"GET /status.json HTTP/1.0\r\nHost: localhost\r\n\r\n"
+
+
+def _s_client(port: int, args: list[str], request: bytes | None = None) -> str:
     proc = subprocess.run(
         [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-ign_eof", *args],
-        stdin=subprocess.DEVNULL,
+        input=request or b"",
         capture_output=True,
         timeout=CLIENT_TIMEOUT,
     )
@@ -178,17 +181,21 @@ def parse_s_client(output: str) -> dict[str, Any]:
     }
 
 
-def s_client(port: int, sess_in: str | None, sess_out: str | None, *args: str):
+def s_client(
+    port: int, sess_in: str | None, sess_out: str | None, *args: str, http=False
+):
     """
     Run C{openssl s_client} once in a thread; fires with L{parse_s_client}'s
-    dict.
+    dict.  With C{http}, it sends an HTTP request for C{/status.json} (the
+    server then answers and closes).
     """
     argv = list(args)
     if sess_in:
         argv += ["-sess_in", sess_in]
     if sess_out:
         argv += ["-sess_out", sess_out]
-    return deferToThread(lambda: parse_s_client(_s_client(port, argv)))
+    request = HTTP_REQUEST if http else None
+    return deferToThread(lambda: parse_s_client(_s_client(port, argv, request)))
 
 
 def tickets_in(text: str) -> list[bytes]:
@@ -319,3 +326,108 @@ def _python_client(port, ctx, session, clean):
 def python_client(port, ctx, session=None, clean=True):
     """One connection with Python's C{ssl} module, in a thread."""
     return deferToThread(_python_client, port, ctx, session, clean)
+
+
+# -- servers in subprocesses -----------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: Any = None, timeout: float = 20.0) -> None:
+    """Wait until something accepts on 127.0.0.1:port (bounded)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(
+                f"server exited with {proc.returncode}:\n{read_output(proc)}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port} after {timeout}s")
+
+
+def read_output(proc: Any) -> str:
+    path = getattr(proc, "output_path", None)
+    if path is None:
+        return ""
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def environment(tmp: str) -> dict[str, str]:
+    """An environment that finds this checkout and keeps files in C{tmp}."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["XDG_DATA_HOME"] = os.path.join(tmp, "data")
+    env["XDG_CACHE_HOME"] = os.path.join(tmp, "cache")
+    return env
+
+
+def start_process(testcase: Any, argv: list[str], port: int | None = None) -> Any:
+    """Start a server process; stop it (TERM, then KILL) in cleanup."""
+    import sys
+
+    tmp = os.path.abspath(testcase.mktemp())
+    os.makedirs(tmp)
+    output_path = os.path.join(tmp, "output.log")
+    out = open(output_path, "wb")  # noqa: SIM115 - closed in cleanup
+    proc = subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=tmp,
+        env=environment(tmp),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    proc.output_path = output_path
+    proc.tmp = tmp
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        out.close()
+
+    testcase.addCleanup(stop)
+    if port is not None:
+        wait_for_port(port, proc)
+    return proc
+
+
+_INSECURE = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+_INSECURE.check_hostname = False
+_INSECURE.verify_mode = ssl.CERT_NONE
+
+
+def https_get(port: int, path: str = "/", session: Any = None, ctx: Any = None):
+    """One HTTPS GET with Python's ssl (certificate not checked); returns
+    (status line, body, ssl session, reused)."""
+    if ctx is None:
+        ctx = _INSECURE
+    with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+            s.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+            )
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            return head.split(b"\r\n")[0].decode(), body, s.session, s.session_reused

@@ -1,4 +1,17 @@
 """
-Twisted plugins of resumetls.  Plugin discovery imports this file, so it only
-instantiates light objects; the real work is imported when a plugin is used.
+Twisted plugins of resumetls: C{twist resumetls} and the C{resumetls:} server
+endpoint.  Plugin discovery imports this file, so it only builds light
+objects; the real work is imported when a plugin is used.
 """
+
+from twisted.application.service import ServiceMaker
+
+from resumetls._endpoint import ResumeTLSServerParser
+
+resumetls = ServiceMaker(
+    "resumetls",
+    "resumetls._tap",
+    "TLS with session resumption (tickets and session IDs) for any protocol",
+    "resumetls",
+)
+resumetlsServerParser = ResumeTLSServerParser()

@@ -1,0 +1,118 @@
+"""
+The embedded default's certificate: a self-signed certificate for localhost,
+made once per user and kept in the user's data directory, so a browser that
+was told to accept it keeps accepting it across restarts.  For development
+only, and the log says so.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+
+from twisted.logger import Logger
+
+_log = Logger(namespace="resumetls")
+
+VALID_DAYS = 90
+
+
+def data_dir() -> str:
+    """Where per-user files live: C{$XDG_DATA_HOME/resumetls}."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return os.path.join(base, "resumetls")
+
+
+def _still_valid(cert_path: str, key_path: str) -> bool:
+    from cryptography import x509
+
+    try:
+        with open(cert_path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        os.stat(key_path)
+    except (OSError, ValueError):
+        return False
+    remaining = cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
+    return remaining > datetime.timedelta(days=1)
+
+
+def _make(cert_path: str, key_path: str) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "resumetls development"),
+        ]
+    )
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    os.makedirs(os.path.dirname(key_path), mode=0o700, exist_ok=True)
+    for path, data, mode in (
+        (
+            key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            0o600,
+        ),
+        (cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644),
+    ):
+        tmp = path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+
+
+def development_certificate() -> tuple[str, str]:
+    """
+    Paths of the development certificate and key, made on first use (or
+    when the old one is about to expire).
+    """
+    directory = data_dir()
+    cert_path = os.path.join(directory, "dev-cert.pem")
+    key_path = os.path.join(directory, "dev-key.pem")
+    made = False
+    if not _still_valid(cert_path, key_path):
+        _make(cert_path, key_path)
+        made = True
+    _log.warn(
+        "Serving a self-signed development certificate for localhost ({cert}, "
+        "{state}); browsers will warn about it. It is for development only: "
+        "give --certificate and --key for anything else.",
+        cert=cert_path,
+        state="made now" if made else "made earlier",
+        event="resumetls.devcert",
+    )
+    return cert_path, key_path

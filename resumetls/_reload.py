@@ -1,0 +1,90 @@
+"""
+Ticket key files that change while the server runs: reloaded when the file
+changes (a cheap stat poll) and on SIGHUP, without dropping a connection.  A
+file that cannot be used is refused and the keys in use stay.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from resumetls._keyfiles import KeyFileError, load_key_file
+
+_log = Logger(namespace="resumetls")
+
+
+class KeyFileWatcher:
+    """
+    Keep a L{KeyRing} in step with a key file.
+
+    @param interval: seconds between checks of the file's identity (inode,
+        size, modification time).
+    """
+
+    def __init__(self, path: str, ring: Any, clock: Any, interval: float = 2.0):
+        self.path = path
+        self.ring = ring
+        self.interval = interval
+        self.reloads = 0
+        self.refusals = 0
+        self._identity = self._stat()
+        self._loop = LoopingCall(self.check)
+        self._loop.clock = clock
+
+    def __repr__(self) -> str:
+        return f"<KeyFileWatcher {self.path} reloads={self.reloads}>"
+
+    def _stat(self) -> tuple | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def start(self) -> None:
+        if not self._loop.running:
+            self._loop.start(self.interval, now=False)
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+    def check(self) -> bool:
+        """Reload if the file changed since the last look."""
+        identity = self._stat()
+        if identity == self._identity:
+            return False
+        self._identity = identity
+        return self.reload("the file changed")
+
+    def reload(self, why: str = "SIGHUP") -> bool:
+        """Read the file now; on error keep the current keys and say why."""
+        try:
+            keys = load_key_file(self.path)
+        except KeyFileError as e:
+            self.refusals += 1
+            _log.error(
+                "refused to reload ticket keys ({why}): {reason}; the keys in use stay",
+                why=why,
+                reason=str(e),
+                path=self.path,
+                event="resumetls.keys.reload_refused",
+            )
+            return False
+        self.ring.replace(keys)
+        self.reloads += 1
+        _log.info(
+            "reloaded ticket keys from {path} ({why}): {fingerprint} encrypts, "
+            "{decrypt_only} decrypt only, {pending} pending",
+            path=self.path,
+            why=why,
+            fingerprint=keys.encrypting.fingerprint,
+            decrypt_only=len(keys.decrypt_only),
+            pending=len(keys.pending),
+            event="resumetls.keys.reloaded",
+        )
+        return True

@@ -1,0 +1,305 @@
+"""
+C{twist resumetls}: serve any Twisted protocol, WSGI app or directory over TLS
+with session resumption, or by default the demo page that shows it.
+
+In the spirit of C{twist web}: C{--listen} takes endpoint strings (a
+C{resumetls:} string carries its own TLS options); without it, C{--port} and
+the TLS options below make one listener.  Every option error is one line and
+a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from twisted.application import service
+from twisted.python import usage
+from twisted.python.reflect import namedAny
+
+from resumetls._config import COMMAND_NAMES, DEFAULT_PORT, ConfigError, build, parse
+
+
+class _ReactorClock:
+    """
+    The global reactor's clock, looked up when used: options are parsed
+    before C{twist} installs the reactor it was asked for.
+    """
+
+    def seconds(self) -> float:
+        from twisted.internet import reactor
+
+        return reactor.seconds()
+
+    def callLater(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        from twisted.internet import reactor
+
+        return reactor.callLater(*args, **kwargs)
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = __doc__
+
+    optParameters = [
+        ["port", "p", str(DEFAULT_PORT), "TLS port to listen on (without --listen)."],
+        ["interface", None, "", "Interface to listen on (default: all)."],
+        ["certificate", "c", None, "PEM certificate (a chain may follow the leaf)."],
+        ["key", "k", None, "PEM private key."],
+        ["extra-chain", None, None, "PEM file of more chain certificates."],
+        [
+            "ticket-keys",
+            None,
+            None,
+            "Ticket key file (nginx 48/80-byte or HAProxy base64 lines); reloaded "
+            "on SIGHUP and when it changes.",
+        ],
+        [
+            "rotate-every",
+            None,
+            "43200",
+            "Without --ticket-keys: seconds between key rotations (12 h, like Caddy).",
+        ],
+        [
+            "keep-keys",
+            None,
+            "2",
+            "Without --ticket-keys: old keys kept for decryption.",
+        ],
+        ["session-timeout", None, "3600", "Seconds a session stays resumable."],
+        ["tls13-tickets", None, "2", "Tickets sent after a full TLS 1.3 handshake."],
+        [
+            "session-cache",
+            None,
+            "memory://",
+            "Session cache URL: memory:// or memory://?size=N.",
+        ],
+        ["service", None, "", "Name keeping this service's sessions apart."],
+        [
+            "factory",
+            None,
+            None,
+            "Serve this protocol factory (dotted name; a "
+            "factory, or a callable returning one).",
+        ],
+        ["wsgi", None, None, "Serve this WSGI application (dotted name)."],
+        ["path", None, None, "Serve the files under this directory."],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics on this endpoint (a bare port means "
+            "127.0.0.1 only).",
+        ],
+    ]
+    optFlags = [
+        ["no-tickets", None, "Do not issue or accept session tickets."],
+        ["no-session-ids", None, "Do not keep sessions in the session cache."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """Listen on this endpoint (repeatable), e.g. resumetls:8443:certKey=…"""
+        self["listen"].append(description)
+
+    def postOptions(self) -> None:
+        raw = {name: self[name] for name in COMMAND_NAMES}
+        try:
+            config = parse(raw, COMMAND_NAMES, "--")
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        config = _with_flags(config, self)
+        self.config = config
+        chosen = [n for n in ("factory", "wsgi", "path") if self[n]]
+        if len(chosen) > 1:
+            raise usage.UsageError(
+                "give only one of --factory, --wsgi and --path, not "
+                + " and ".join("--" + n for n in chosen)
+            )
+        self.what = chosen[0] if chosen else "demo"
+        if self["factory"]:
+            self.target = _resolve("--factory", self["factory"])
+        elif self["wsgi"]:
+            self.target = _resolve("--wsgi", self["wsgi"])
+            if not callable(self.target):
+                raise usage.UsageError(f"--wsgi {self['wsgi']} is not callable")
+        elif self["path"]:
+            if not os.path.isdir(self["path"]):
+                raise usage.UsageError(f"--path {self['path']}: not a directory")
+            self.target = os.path.abspath(self["path"])
+        self.listeners = []
+        self.watchers = []
+        if not self["listen"]:
+            try:
+                factory, watcher = build(config, _ReactorClock())
+            except ConfigError as e:
+                raise usage.UsageError(str(e)) from None
+            self.context_factory = factory
+            self.watchers += [watcher] if watcher else []
+        else:
+            self.context_factory = None
+
+
+def _with_flags(config: Any, options: Options) -> Any:
+    import attrs
+
+    return attrs.evolve(
+        config,
+        tickets=not options["no-tickets"],
+        session_ids=not options["no-session-ids"],
+    )
+
+
+def _resolve(option: str, name: str) -> Any:
+    try:
+        return namedAny(name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise usage.UsageError(f"{option} {name}: cannot import it ({e})") from None
+    except Exception as e:  # noqa: BLE001 - the user's module failed to import
+        raise usage.UsageError(
+            f"{option} {name}: importing it raised {type(e).__name__}: {e}"
+        ) from None
+
+
+def _protocol_factory(options: Options, reactor: Any) -> Any:
+    from twisted.internet.interfaces import IProtocolFactory
+    from twisted.web.server import Site
+
+    if options.what == "factory":
+        target = options.target
+        if not IProtocolFactory.providedBy(target):
+            if not callable(target):
+                raise usage.UsageError(
+                    f"--factory {options['factory']} is neither a protocol factory "
+                    "nor callable"
+                )
+            target = target()
+        if not IProtocolFactory.providedBy(target):
+            raise usage.UsageError(
+                f"--factory {options['factory']} did not give a protocol factory"
+            )
+        return target
+    if options.what == "wsgi":
+        from twisted.web.wsgi import WSGIResource
+
+        return Site(WSGIResource(reactor, reactor.getThreadPool(), options.target))
+    if options.what == "path":
+        from twisted.web.static import File
+
+        return Site(File(options.target))
+    from resumetls._demo import DemoPage
+
+    return Site(DemoPage())
+
+
+class _KeyReloadService(service.Service):
+    """Reload ticket key files on SIGHUP, and watch them for changes."""
+
+    def __init__(self, watchers: list[Any], reactor: Any) -> None:
+        self.watchers = watchers
+        self.reactor = reactor
+        self._previous = None
+
+    def startService(self) -> None:
+        super().startService()
+        for w in self.watchers:
+            w.start()
+        if self.watchers and hasattr(signal, "SIGHUP"):
+
+            def on_hup(signum: int, frame: Any) -> None:
+                for w in self.watchers:
+                    self.reactor.callFromThread(w.reload, "SIGHUP")
+
+            self._previous = signal.signal(signal.SIGHUP, on_hup)
+
+    def stopService(self) -> None:
+        super().stopService()
+        for w in self.watchers:
+            w.stop()
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+
+
+class _AnnounceService(service.Service):
+    def __init__(self, options: Options) -> None:
+        self.options = options
+
+    def startService(self) -> None:
+        super().startService()
+        from twisted.logger import Logger
+
+        from resumetls import _registry
+
+        log = Logger(namespace="resumetls")
+        for factory in _registry.factories():
+            caps = factory.capabilities
+            if caps.reason:
+                log.warn(
+                    "resumption is DEGRADED: {reason}",
+                    reason=caps.reason,
+                    event="resumetls.degraded",
+                )
+            s = factory.settings
+            log.info(
+                "resumetls: tickets {tickets}, session IDs {ids}, session timeout "
+                "{timeout:g}s, TLS 1.3 tickets {n}, cache {cache}",
+                tickets="on" if s.tickets else "off",
+                ids="on" if s.session_ids else "off",
+                timeout=s.session_timeout,
+                n=s.tls13_tickets,
+                cache=repr(factory.cache),
+                event="resumetls.started",
+            )
+
+
+def makeService(options: Options) -> service.MultiService:  # noqa: N802
+    from twisted.application.internet import StreamServerEndpointService
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
+
+    from resumetls import _registry
+    from resumetls._endpoint import _ResumingEndpoint
+
+    top = service.MultiService()
+    app = _protocol_factory(options, reactor)
+    watchers = list(options.watchers)
+    if options.context_factory is not None:
+        config = options.config
+        _registry.register(options.context_factory)
+        endpoint = SSL4ServerEndpoint(
+            reactor,
+            config.port,
+            options.context_factory,
+            backlog=config.backlog,
+            interface=config.interface,
+        )
+        StreamServerEndpointService(endpoint, app).setServiceParent(top)
+    for description in options["listen"]:
+        try:
+            endpoint = serverFromString(reactor, description)
+        except (ValueError, ConfigError) as e:
+            raise usage.UsageError(f"--listen {description}: {e}") from None
+        if isinstance(endpoint, _ResumingEndpoint):
+            _registry.register(endpoint.context_factory)
+            if endpoint.watcher is not None:
+                watchers.append(endpoint.watcher)
+                endpoint.watcher = None  # started by the reload service
+        StreamServerEndpointService(endpoint, app).setServiceParent(top)
+    _KeyReloadService(watchers, reactor).setServiceParent(top)
+    if options["metrics"]:
+        from resumetls._metrics import loopback_endpoint, metrics_site
+
+        description = loopback_endpoint(options["metrics"])
+        try:
+            endpoint = serverFromString(reactor, description)
+        except ValueError as e:
+            raise usage.UsageError(f"--metrics {options['metrics']}: {e}") from None
+        StreamServerEndpointService(
+            endpoint, metrics_site(_registry.factories)
+        ).setServiceParent(top)
+    _AnnounceService(options).setServiceParent(top)
+    return top
