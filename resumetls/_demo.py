@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
 
 from resumetls._context import resumption_info, serving_factory
 
@@ -120,7 +121,7 @@ class DemoPage(Resource):
             )
         refresh = ""
         if request.args.get(b"again"):
-            refresh = '<meta http-equiv="refresh" content="0; url=/">'
+            refresh = '<meta http-equiv="refresh" content="1; url=/">'
         mechanism = conn["mechanism"]
         mechanism_text = {
             "ticket-tls12": "TLS 1.2 session ticket",
@@ -140,3 +141,18 @@ class DemoPage(Resource):
             warning=warning,
         )
         return page.encode("utf-8")
+
+
+class _ClosingRequest(Request):
+    """Every response of the demo closes its connection (404s included)."""
+
+    def process(self) -> None:
+        _close(self)
+        super().process()
+
+
+def demo_site() -> Site:
+    """The demo as a C{Site} whose every response closes its connection."""
+    site = Site(DemoPage())
+    site.requestFactory = _ClosingRequest
+    return site

@@ -191,9 +191,9 @@ def _protocol_factory(options: Options, reactor: Any) -> Any:
         from twisted.web.static import File
 
         return Site(File(options.target))
-    from resumetls._demo import DemoPage
+    from resumetls._demo import demo_site
 
-    return Site(DemoPage())
+    return demo_site()
 
 
 class _KeyReloadService(service.Service):
