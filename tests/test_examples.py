@@ -29,3 +29,69 @@ class WrapWebSiteTests(TestCase):
         self.assertIn("client says session_reused=True", lines[1])
         self.assertIn("resumed=True mechanism=ticket", lines[1])
         self.assertIn("full=1 resumed_ticket_tls13=1", lines[2])
+
+
+class ServedExamplesTests(TestCase):
+    """The --factory and --wsgi examples under a real twist resumetls."""
+
+    timeout = 90
+
+    def test_echo_factory(self):
+        import socket
+        import ssl
+
+        from . import _support
+
+        port = _support.free_port()
+        _support.start_process(
+            self,
+            [
+                "-m",
+                "twisted",
+                "resumetls",
+                "--port",
+                str(port),
+                "--factory",
+                "examples.echo.EchoFactory",
+            ],
+            port,
+        )
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        session, lines = None, []
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with ctx.wrap_socket(
+                    raw, server_hostname="localhost", session=session
+                ) as s:
+                    s.sendall(b"hello\n")
+                    data = b""
+                    while not data.endswith(b"\n"):
+                        data += s.recv(4096)
+                    lines.append(data.decode().strip())
+                    session = s.session
+        self.assertEqual(lines[0], "[TLSv1.3, full handshake] hello")
+        self.assertEqual(lines[1], "[TLSv1.3, resumed by ticket] hello")
+
+    def test_wsgi(self):
+        from . import _support
+
+        port = _support.free_port()
+        _support.start_process(
+            self,
+            [
+                "-m",
+                "twisted",
+                "resumetls",
+                "--port",
+                str(port),
+                "--wsgi",
+                "examples.wsgi_app.application",
+            ],
+            port,
+        )
+        status, body, session, _ = _support.https_get(port, "/")
+        self.assertEqual(body, b"hello from WSGI over TLS with resumption\n")
+        _, _, _, reused = _support.https_get(port, "/", session)
+        self.assertTrue(reused)

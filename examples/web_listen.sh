@@ -1,0 +1,14 @@
+#!/bin/sh
+# Switch an existing `twist web` site to resumetls by changing the endpoint
+# prefix: `ssl:` becomes `resumetls:`, the options stay the same.
+#
+#   before:  twist web --listen ssl:8443:privateKey=key.pem:certKey=cert.pem --path .
+#   after:   (below)
+#
+# Then check resumption with openssl (the first line says New, the second Reused):
+#   openssl s_client -connect localhost:8443 -sess_out /tmp/s </dev/null | grep -E '^(New|Reused)'
+#   openssl s_client -connect localhost:8443 -sess_in /tmp/s </dev/null | grep -E '^(New|Reused)'
+set -e
+cert=${1:-cert.pem}
+key=${2:-key.pem}
+exec twist web --listen "resumetls:8443:privateKey=$key:certKey=$cert" --path .
