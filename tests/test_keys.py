@@ -355,3 +355,44 @@ class KeyToolTests(SynchronousTestCase):
         code, _, err = self.run_tool("bogus")
         self.assertEqual(code, 2)
         self.assertIn("invalid choice", err)
+
+
+class KeyFileWatcherTests(SynchronousTestCase):
+    """The key file is reloaded when it changes; a broken file is refused."""
+
+    def test_reload_on_change(self):
+        from resumetls._reload import KeyFileWatcher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        clock = Clock()
+        path = os.path.abspath(self.mktemp())
+        a, b, c, d = (TicketKey.generate() for _ in range(4))
+        write_haproxy_keys(path, [a, b, c])
+        ring = KeyRing.from_keyset(load_key_file(path))
+        watcher = KeyFileWatcher(path, ring, clock, interval=2)
+        watcher.start()
+        self.addCleanup(watcher.stop)
+        clock.advance(2)
+        self.assertEqual(watcher.reloads, 0)  # unchanged: nothing to do
+        write_haproxy_keys(path, [b, c, d])
+        clock.advance(2)
+        self.assertEqual(watcher.reloads, 1)
+        self.assertEqual(ring.encrypting_key(), c)
+        self.assertEqual(ring.decrypting_key(b.name), (b, True))
+        with open(path, "w") as f:
+            f.write("not base64 at all!\n")
+        clock.advance(2)
+        self.assertEqual(watcher.refusals, 1)
+        self.assertEqual(ring.encrypting_key(), c)  # the keys in use stay
+        refused = [
+            e for e in events if e.get("event") == "resumetls.keys.reload_refused"
+        ]
+        self.assertIn("line 1: not valid base64", refused[0]["reason"])
+        reloaded = [e for e in events if e.get("event") == "resumetls.keys.reloaded"]
+        self.assertEqual(reloaded[0]["fingerprint"], c.fingerprint)
+        for event in events:
+            for key in (a, b, c, d):
+                for secret in secret_texts(key):
+                    self.assertNotIn(secret, repr(event))
