@@ -112,3 +112,38 @@ class ITicketKeys(Interface):
         "An integer that grows whenever the set of keys changes (rotation, "
         "reload); lets observers notice changes cheaply."
     )
+
+
+class IClientSessionStore(Interface):
+    """
+    Where a resuming client keeps its sessions, per server profile.
+
+    Sessions cross this boundary as DER bytes; they contain master secrets, so
+    a store that writes them anywhere must keep them private.  Keys name a
+    server profile (host, port, SNI, verification and ALPN settings): a
+    session is only ever offered to the profile that made it.
+    """
+
+    def put(key, der, expires, single_use):
+        """
+        Remember a session for C{key}.
+
+        @param key: the server profile, a L{str}.
+        @param der: the serialized session.
+        @param expires: POSIX time after which the session is useless.
+        @param single_use: L{True} for TLS 1.3 tickets (RFC 8446, C.4: use
+            each once), L{False} for TLS 1.2 sessions, which may be offered
+            again.
+        """
+
+    def take(key, now):
+        """
+        A session to offer for C{key}, or L{None}: the newest live one.
+        Single-use sessions are removed by taking them; expired ones are
+        dropped.
+
+        @return: DER L{bytes} or L{None}.
+        """
+
+    def forget(key):
+        """Drop every session of C{key}."""

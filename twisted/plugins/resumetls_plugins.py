@@ -1,11 +1,12 @@
 """
 Twisted plugins of resumetls: C{twist resumetls} and the C{resumetls:} server
-endpoint.  Plugin discovery imports this file, so it only builds light
+and client endpoints.  Plugin discovery imports this file, so it only builds light
 objects; the real work is imported when a plugin is used.
 """
 
 from twisted.application.service import ServiceMaker
 
+from resumetls._client_endpoint import ResumeTLSClientParser
 from resumetls._endpoint import ResumeTLSServerParser
 
 resumetls = ServiceMaker(
@@ -15,3 +16,4 @@ resumetls = ServiceMaker(
     "resumetls",
 )
 resumetlsServerParser = ResumeTLSServerParser()
+resumetlsClientParser = ResumeTLSClientParser()
