@@ -1,0 +1,119 @@
+"""
+C{resumetls probe} against C{openssl s_server}, a non-TLS port and nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import sys
+import threading
+
+from twisted.trial.unittest import TestCase
+
+from resumetls import _probe
+
+from .test_client import s_server
+
+
+class ProbeTests(TestCase):
+    timeout = 120
+
+    def run_probe(self, *argv):
+        out, err = io.StringIO(), io.StringIO()
+        self.patch(sys, "stdout", out)
+        self.patch(sys, "stderr", err)
+        code = _probe.main(["--count", "3", *argv])
+        return code, out.getvalue(), err.getvalue()
+
+    def by_row(self, text):
+        rows = {}
+        for line in text.splitlines()[2:]:
+            cells = line.split()
+            rows[(cells[0] + " " + cells[1], cells[2])] = line
+        return rows
+
+    def test_session_ids_only(self):
+        """Against s_server -no_ticket: IDs yes, tickets no."""
+        port, cert = s_server(self, "-no_ticket")
+        code, out, _ = self.run_probe(f"localhost:{port}", "--cafile", cert)
+        self.assertEqual(code, 0)
+        rows = self.by_row(out)
+        self.assertIn("yes (3/3)", rows[("session ID", "TLSv1.2")])
+        self.assertIn("no ticket issued", rows[("session ticket", "TLSv1.2")])
+        self.assertIn(("stateful ticket", "TLSv1.3"), rows)
+        code, out, _ = self.run_probe(f"localhost:{port}", "--cafile", cert, "--json")
+        results = json.loads(out)["results"]
+        self.assertFalse(_probe.tickets_work([_probe.Outcome(**r) for r in results]))
+
+    def test_tickets(self):
+        """Against plain s_server: tickets yes, renewed in TLS 1.3."""
+        port, cert = s_server(self)
+        code, out, _ = self.run_probe(f"localhost:{port}", "--insecure", "--json")
+        self.assertEqual(code, 0)
+        data = json.loads(out)
+        results = {(r["mechanism"], r["version"]): r for r in data["results"]}
+        tls12 = results[("session ticket", "TLSv1.2")]
+        tls13 = results[("session ticket", "TLSv1.3")]
+        self.assertTrue(tls12["resumes"])
+        self.assertEqual(tls12["lifetime_hint"], 7200)
+        self.assertTrue(tls13["resumes"])
+        self.assertTrue(tls13["renewed"])
+        self.assertTrue(results[("session ID", "TLSv1.2")]["resumes"])
+        self.assertGreater(tls13["full_ms"], 0)
+        self.assertTrue(
+            _probe.tickets_work([_probe.Outcome(**r) for r in data["results"]])
+        )
+
+    def test_not_tls(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        self.addCleanup(listener.close)
+
+        def serve():
+            try:
+                conn, _ = listener.accept()
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+                conn.close()
+            except OSError:
+                pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        port = listener.getsockname()[1]
+        code, out, err = self.run_probe(f"127.0.0.1:{port}", "--insecure")
+        self.assertEqual(code, 2)
+        self.assertEqual(
+            err,
+            f"resumetls probe: 127.0.0.1:{port} does not speak TLS "
+            "(wrong version number)\n",
+        )
+        self.assertEqual(out, "")
+
+    def test_unreachable(self):
+        from . import _support
+
+        port = _support.free_port()
+        code, _, err = self.run_probe(f"127.0.0.1:{port}")
+        self.assertEqual(code, 2)
+        self.assertEqual(
+            err,
+            f"resumetls probe: cannot connect to 127.0.0.1:{port}: Connection refused\n",
+        )
+
+    def test_timeout(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # accepts TCP, never answers TLS
+        self.addCleanup(listener.close)
+        port = listener.getsockname()[1]
+        code, _, err = self.run_probe(f"127.0.0.1:{port}", "--timeout", "0.5")
+        self.assertEqual(code, 2)
+        self.assertIn("TLS handshake timed out after 0.5 s", err)
+
+    def test_bad_target(self):
+        code, _, err = self.run_probe("no-port-here")
+        self.assertEqual(code, 2)
+        self.assertIn("give HOST:PORT", err)
