@@ -35,11 +35,20 @@ _EXPORTS = {
     "MemorySessionCache": "resumetls._memorycache",
     "cache_from_url": "resumetls._cacheurl",
     "CacheURLError": "resumetls._cacheurl",
+    # clients
+    "ResumingClientCreator": "resumetls._client",
+    "ResumingPolicyForHTTPS": "resumetls._client",
+    "MemoryClientSessionStore": "resumetls._clientstore",
+    "FileClientSessionStore": "resumetls._clientstore",
+    "ClientStoreError": "resumetls._clientstore",
+    "KeySet": "resumetls._keys",
+    "serving_factory": "resumetls._context",
     # OpenSSL access
     "OpenSSLRouteUnavailable": "resumetls._openssl",
     # interfaces
     "ISessionCache": "resumetls.interfaces",
     "ITicketKeys": "resumetls.interfaces",
+    "IClientSessionStore": "resumetls.interfaces",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

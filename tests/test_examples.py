@@ -95,3 +95,33 @@ class ServedExamplesTests(TestCase):
         self.assertEqual(body, b"hello from WSGI over TLS with resumption\n")
         _, _, _, reused = _support.https_get(port, "/", session)
         self.assertTrue(reused)
+
+
+class ClientExampleTests(TestCase):
+    timeout = 60
+
+    def test_client_resume(self):
+        from . import _support
+
+        port = _support.free_port()
+        proc = _support.start_process(
+            self, ["-m", "twisted", "resumetls", "--port", str(port)], port
+        )
+        cert = os.path.join(proc.tmp, "data", "resumetls", "dev-cert.pem")
+        out = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(ROOT, "examples", "client_resume.py"),
+                f"https://localhost:{port}/status.json",
+                cert,
+            ],
+            env={**os.environ, "PYTHONPATH": ROOT},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = out.stdout.splitlines()
+        self.assertIn("'resumed': False", lines[0])
+        self.assertIn("'resumed': True", lines[1])
+        self.assertEqual(lines[2], "connections that resumed: 1")
