@@ -423,6 +423,7 @@ class OpenSSLRoute:
         """The C{SSL_CTX_set_tlsext_ticket_key_evp_cb} callback, as cffi makes it."""
         encrypt_init = self._fn["EVP_EncryptInit_ex"]
         decrypt_init = self._fn["EVP_DecryptInit_ex"]
+        ssl_version = self._fn["SSL_version"]
         set_params = self._fn["EVP_MAC_CTX_set_params"]
         aes = self._aes
         digest = self._digest
@@ -474,7 +475,12 @@ class OpenSSLRoute:
                 return 0
             if decrypt_init(cctx, aes[len(key.aes_key)], null, key.aes_key, iv) != 1:
                 return 0
-            return 2 if renew else 1
+            # TLS 1.3 clients use each ticket once (RFC 8446, C.4) and OpenSSL
+            # only sends a new ticket after resumption when asked to renew:
+            # without it a client runs out of tickets after two resumptions.
+            if renew or (ssl != null and ssl_version(ssl) == TLS1_3_VERSION):
+                return 2
+            return 1
 
         return _ffi.callback(_TICKET_CB, ticket_cb, error=0, onerror=onerror)
 

@@ -313,3 +313,55 @@ class StoreTests(SynchronousTestCase):
         os.chmod(path, 0o600)
         e = self.assertRaises(ClientStoreError, FileClientSessionStore, path)
         self.assertIn("is not a resumetls session file", str(e))
+
+
+class AgainstResumetlsTests(TestCase):
+    """Our client against our server: TLS 1.3 tickets are renewed."""
+
+    timeout = 60
+
+    def test_single_use_tickets_keep_resuming(self):
+        """
+        A client that uses each TLS 1.3 ticket once keeps resuming: the server
+        sends a fresh ticket on every resumption (without that, it would run
+        out after the two tickets of the first handshake).
+        """
+        from resumetls._context import ResumingContextFactory
+
+        class Info(Protocol):
+            def dataReceived(self, data):
+                from resumetls._context import resumption_info
+
+                info = resumption_info(self.transport)
+                word = b"Reused" if info.resumed else b"New"
+                self.transport.write(word + b", " + info.version.encode() + b"\n")
+                self.transport.loseConnection()
+
+        async def run():
+            cert, key = _support.certificate()
+            cert_path, key_path = _support.write_pem(
+                os.path.abspath(self.mktemp()), cert, key
+            )
+            factory = ResumingContextFactory.from_files(cert_path, key_path)
+            from twisted.internet.endpoints import SSL4ServerEndpoint
+
+            port = await SSL4ServerEndpoint(
+                reactor, 0, factory, interface="127.0.0.1"
+            ).listen(Factory.forProtocol(Info))
+            self.addCleanup(port.stopListening)
+            number = port.getHost().port
+            store = MemoryClientSessionStore()
+            creator = ResumingClientCreator(
+                "localhost", trust(cert_path), port=number, store=store
+            )
+            results = []
+            for _ in range(6):
+                results.append(await fetch(creator, number))
+                results.append(store.count(creator.key))
+            self.assertEqual(results[::2], ["New TLSv1.3"] + ["Reused TLSv1.3"] * 5)
+            # Each resumption used one ticket and brought a fresh one.
+            self.assertEqual(results[1::2], [2] * 6)
+            self.assertEqual(factory.stats().resumed_ticket_tls13, 5)
+            self.assertEqual(factory.stats().tickets_renewed, 0)  # no key rotation
+
+        return ensureDeferred(run())
