@@ -315,13 +315,13 @@ def s_time(
     m = re.search(r"(\d+) connections in [\d.]+ real seconds", out.stdout)
     if m is None:
         raise RuntimeError(f"s_time failed: {out.stdout[-500:]} {out.stderr[-500:]}")
-    marks = out.stdout
+    # s_time prints one mark a timed connection: "r" if the session was
+    # reused, "*" if not (other text, such as "starting", is skipped).
+    body = out.stdout
     if reuse:
-        body = marks.split("Now timing with session id reuse.", 1)[-1]
-        reused = body.count("r")
-    else:
-        reused = 0
-    return int(m.group(1)), reused, wall
+        body = body.split("Now timing with session id reuse.", 1)[-1]
+    marks = "".join(re.findall(r"^[r*t3]+$", body, re.M))
+    return int(m.group(1)), marks.count("r"), wall
 
 
 def measure(server: Server, version: str, workload: str, seconds: int) -> dict:
@@ -379,7 +379,7 @@ def session_der() -> bytes:
     factory = ResumingContextFactory.from_files(
         cert, key, ResumptionSettings(tickets=False)
     )
-    server = factory.serverConnectionForTLS(None)
+    server = SSL.Connection(factory.getContext(), None)
     server.set_accept_state()
     cctx = SSL.Context(SSL.TLS_METHOD)
     client = SSL.Connection(cctx, None)
@@ -473,6 +473,8 @@ def run(args: argparse.Namespace) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = {"results": results, "machine": machine()}
+    if args.json:
+        _save(report, args.json)
     if not args.smoke:
         report["memory"] = memory_per_session()
         from bench import hot_path
@@ -480,6 +482,11 @@ def run(args: argparse.Namespace) -> dict:
         report["ticket_callback_us"] = hot_path.ticket_callback(20000)
         report["cache_us"] = hot_path.cache(20000)
     return report
+
+
+def _save(report: dict, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
 
 
 def machine() -> dict:
@@ -608,10 +615,11 @@ def main() -> int:
         args.runs, args.seconds = 3, 1
     if args.smoke:
         args.runs, args.seconds, args.keys = 1, 1, "ecdsa"
+    # SIGTERM unwinds like Ctrl-C, so the servers started so far are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     report = run(args)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        _save(report, args.json)
     print(table(report))
     m = report["machine"]
     print(

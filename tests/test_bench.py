@@ -46,15 +46,17 @@ class BenchSmokeTests(TestCase):
                 n = run["handshakes"]
                 self.assertGreater(n, 10, r)
                 if r["workload"] == "full":
-                    self.assertEqual(run["client_reused"], 0)
+                    self.assertEqual(run["client_reused"], 0, r)
                     if "server_resumed" in run:
                         self.assertEqual(run["server_resumed"], 0, r)
+                        self.assertGreaterEqual(run["server_full"], n, r)
                     continue
-                # s_time's first connection is a full one, then it reuses.
-                self.assertGreaterEqual(run["client_reused"], 0.9 * (n - 1), r)
+                # Every timed connection offered the session and got it back;
+                # the server also saw s_time's untimed first, full, connection.
+                self.assertGreaterEqual(run["client_reused"], 0.95 * n, r)
                 if "server_resumed" in run:
-                    self.assertGreaterEqual(run["server_resumed"], 0.9 * (n - 1), r)
-                    self.assertLessEqual(run["server_full"], 0.1 * n + 1, r)
+                    self.assertGreaterEqual(run["server_resumed"], 0.95 * n, r)
+                    self.assertLessEqual(run["server_full"], 0.05 * n + 1, r)
         expected = {"resumetls", "twisted", "s_server"}
         if os.path.exists("/usr/sbin/nginx"):
             expected.add("nginx")
