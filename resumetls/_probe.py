@@ -81,20 +81,22 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
-def _check_name(conn: SSL.Connection, host: str, port: int) -> None:
+def _check_name(conn: SSL.Connection, name: str, host: str, port: int) -> None:
+    """Refuse a certificate that is not valid for C{name} (SNI or HOST)."""
     from service_identity import VerificationError
     from service_identity.exceptions import CertificateError
     from service_identity.pyopenssl import verify_hostname, verify_ip_address
 
     try:
-        if _is_ip(host):
-            verify_ip_address(conn, host)
+        if _is_ip(name):
+            verify_ip_address(conn, name)
         else:
-            verify_hostname(conn, host)
-    except (VerificationError, CertificateError) as e:
+            verify_hostname(conn, name)
+    except (VerificationError, CertificateError):
         raise ProbeError(
-            f"{host}:{port}: the certificate is not valid for {host} ({e}); use "
-            "--insecure to probe anyway"
+            f"{host}:{port}: the certificate is not valid for {name}; use "
+            "--servername NAME for the name it was issued to, or --insecure to "
+            "probe anyway"
         ) from None
 
 
@@ -134,7 +136,7 @@ def _handshake(
                 _wait(sock, deadline, write=True)
         elapsed = time.perf_counter() - start
         if check_name:
-            _check_name(conn, host, port)
+            _check_name(conn, sni or host, host, port)
         # Let post-handshake messages (TLS 1.3 tickets) arrive.
         settle = time.monotonic() + 0.3
         while time.monotonic() < settle:

@@ -17,7 +17,7 @@ from twisted.internet.endpoints import HostnameEndpoint, clientFromString, wrapC
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.client import Agent, PartialDownloadError, readBody
 
 from resumetls._client import ResumingClientCreator, ResumingPolicyForHTTPS
@@ -30,9 +30,13 @@ from resumetls._clientstore import (
 from . import _support
 
 
-def s_server(testcase, *flags):
-    """Start C{openssl s_server -www} on a free port; returns (port, cert)."""
-    cert, key = _support.certificate()
+def s_server(testcase, *flags, certificate=None):
+    """
+    Start C{openssl s_server -www} on a free port; returns (port, cert path).
+
+    @param certificate: (certificate, key); default: one for localhost.
+    """
+    cert, key = certificate or _support.certificate()
     cert_path, key_path = _support.write_pem(
         os.path.abspath(testcase.mktemp()), cert, key
     )
@@ -185,6 +189,58 @@ class ClientTests(TestCase):
             self.assertIsNone(store.take(other_port.key, 0))
             self.assertEqual(other_port.offered, 0)
             self.assertEqual(await fetch(one, port), "Reused TLSv1.2")
+
+        return ensureDeferred(run())
+
+    def test_other_host_name_not_offered(self):
+        """
+        Same server, same store, a certificate valid for both names: a client
+        for the second name makes a full handshake (s_server says New), then
+        resumes its own session, and the first name's session still works.
+        """
+
+        async def run():
+            both = _support.make_certificate("other.localhost")
+            port, cert = s_server(self, "-tls1_2", certificate=both)
+            store = MemoryClientSessionStore()
+            one = ResumingClientCreator(
+                "localhost", trust(cert), port=port, store=store
+            )
+            other = ResumingClientCreator(
+                "other.localhost", trust(cert), port=port, store=store
+            )
+            self.assertEqual(await fetch(one, port), "New TLSv1.2")
+            self.assertEqual(store.count(one.key), 1)
+            self.assertEqual(await fetch(other, port), "New TLSv1.2")
+            self.assertEqual(other.offered, 0)
+            self.assertEqual(await fetch(other, port), "Reused TLSv1.2")
+            self.assertEqual(await fetch(one, port), "Reused TLSv1.2")
+            self.assertEqual((one.offered, other.offered), (1, 1))
+
+        return ensureDeferred(run())
+
+    def test_treq(self):
+        """treq with an Agent built on the policy resumes too."""
+        try:
+            import treq
+        except ImportError:
+            raise SkipTest("treq is not installed (pip install treq)") from None
+        from treq.client import HTTPClient
+
+        async def run():
+            port, cert = s_server(self, "-tls1_2")
+            client = HTTPClient(
+                Agent(reactor, ResumingPolicyForHTTPS(trustRoot=trust(cert)))
+            )
+            pages = []
+            for _ in range(2):
+                response = await client.get(f"https://localhost:{port}/")
+                try:
+                    body = await treq.content(response)
+                except PartialDownloadError as e:
+                    body = e.response
+                pages.append(verdict(body))
+            self.assertEqual(pages, ["New TLSv1.2", "Reused TLSv1.2"])
 
         return ensureDeferred(run())
 

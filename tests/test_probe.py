@@ -66,6 +66,57 @@ class ProbeTests(TestCase):
             _probe.tickets_work([_probe.Outcome(**r) for r in data["results"]])
         )
 
+    def test_nothing_resumes(self):
+        """Against s_server -no_ticket -no_cache: nothing resumes, exit 1."""
+        port, cert = s_server(self, "-no_ticket", "-no_cache")
+        code, out, err = self.run_probe(f"localhost:{port}", "--cafile", cert)
+        self.assertEqual((code, err), (1, ""))
+        rows = self.by_row(out)
+        self.assertIn("no (0/3)", rows[("session ID", "TLSv1.2")])
+        self.assertIn("no (0/3)", rows[("stateful ticket", "TLSv1.3")])
+
+    def test_certificate_errors(self):
+        """Untrusted or misnamed certificates: one line, exit 2."""
+        port, cert = s_server(self)
+        code, out, err = self.run_probe(f"localhost:{port}")
+        self.assertEqual((code, out), (2, ""))
+        self.assertEqual(
+            err,
+            f"resumetls probe: localhost:{port}: certificate verification failed "
+            "(use --cafile FILE for a private CA, or --insecure for a self-signed "
+            "server)\n",
+        )
+        code, out, err = self.run_probe(f"127.0.0.1:{port}", "--cafile", cert)
+        self.assertEqual((code, out), (2, ""))
+        self.assertEqual(
+            err,
+            f"resumetls probe: 127.0.0.1:{port}: the certificate is not valid for "
+            "127.0.0.1; use --servername NAME for the name it was issued to, or "
+            "--insecure to probe anyway\n",
+        )
+        code, _, _ = self.run_probe(
+            f"127.0.0.1:{port}", "--cafile", cert, "--servername", "localhost"
+        )
+        self.assertEqual(code, 0)
+
+    def test_progress_only_on_a_tty(self):
+        """Progress goes to stderr when it is a terminal, never to stdout."""
+
+        class TTY(io.StringIO):
+            def isatty(self):
+                return True
+
+        port, cert = s_server(self)
+        out, err = io.StringIO(), TTY()
+        self.patch(sys, "stdout", out)
+        self.patch(sys, "stderr", err)
+        code = _probe.main(["--count", "2", "--insecure", f"localhost:{port}"])
+        self.assertEqual(code, 0)
+        self.assertIn("probing session ID (TLS 1.2)...", err.getvalue())
+        self.assertIn("probing session ticket (TLS 1.3)...", err.getvalue())
+        self.assertTrue(err.getvalue().endswith("\r\033[K"))
+        self.assertNotIn("probing", out.getvalue())
+
     def test_not_tls(self):
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
