@@ -49,6 +49,21 @@ def _trust_id(trust_root: Any) -> str:
     return type(trust_root).__name__
 
 
+def _stable(value: Any) -> str:
+    """
+    A profile-key part for an extra certificate option that is the same in
+    every process (no object addresses) and never holds key material.
+    """
+    if value is None or isinstance(value, bool | int | float | str):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_stable(v) for v in value) + "]"
+    name = getattr(value, "name", None)  # TLSVersion and other constants
+    if isinstance(name, str):
+        return f"{type(value).__name__}.{name}"
+    return type(value).__name__
+
+
 @implementer(IOpenSSLClientConnectionCreator)
 class ResumingClientCreator:
     """
@@ -94,7 +109,7 @@ class ResumingClientCreator:
                 ",".join(
                     p.decode("ascii", "replace") for p in acceptableProtocols or ()
                 ),
-                ",".join(f"{k}={v!r}" for k, v in sorted(extra.items())),
+                ",".join(f"{k}={_stable(v)}" for k, v in sorted(extra.items())),
             ]
         )
         self.offered = 0

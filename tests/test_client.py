@@ -348,6 +348,44 @@ class StoreTests(SynchronousTestCase):
             store.put("k", b"%d" % i, 100, True)
         self.assertEqual(store.count("k"), 3)
 
+    def test_profile_key(self):
+        """
+        Everything that must match is in the key, it is the same in another
+        process (no object addresses).
+        """
+        from twisted.internet.ssl import AcceptableCiphers, TLSVersion
+
+        base = ResumingClientCreator("localhost", port=443).key
+        variants = [
+            ResumingClientCreator("other.example", port=443).key,
+            ResumingClientCreator("localhost", port=8443).key,
+            ResumingClientCreator("localhost", port=443, sendServerName=False).key,
+            ResumingClientCreator(
+                "localhost", port=443, acceptableProtocols=[b"h2"]
+            ).key,
+            ResumingClientCreator(
+                "localhost",
+                port=443,
+                extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_3},
+            ).key,
+        ]
+        self.assertEqual(len(set(variants + [base])), len(variants) + 1)
+        self.assertEqual(ResumingClientCreator("LocalHost", port=443).key, base)
+        keys = [
+            ResumingClientCreator(
+                "localhost",
+                port=443,
+                extraCertificateOptions={
+                    "acceptableCiphers": AcceptableCiphers.fromOpenSSLCipherString(
+                        "ECDHE+AESGCM"
+                    )
+                },
+            ).key
+            for _ in range(2)
+        ]
+        self.assertEqual(keys[0], keys[1])
+        self.assertNotIn("0x", keys[0])
+
     def test_file_permissions(self):
         path = os.path.abspath(self.mktemp())
         store = FileClientSessionStore(path)
