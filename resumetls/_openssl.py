@@ -590,6 +590,10 @@ class OpenSSLRoute:
             id_len = _ffi.new("unsigned int *")
 
             def new_cb(ssl, sess):  # noqa: ANN001
+                if tickets and ssl_version(ssl) == TLS1_3_VERSION:
+                    # Stateless TLS 1.3 tickets carry the session themselves;
+                    # OpenSSL still reports each one here: skip the copy.
+                    return 0
                 ident = get_id(sess, id_len)
                 if ident == _ffi.NULL or id_len[0] == 0:
                     return 0
