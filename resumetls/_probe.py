@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import select
 import socket
 import statistics
@@ -421,14 +422,19 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"resumetls probe: {e}\n")
         return 2
     if args.json:
-        json.dump(
+        text = json.dumps(
             {"host": host, "port": port, "results": [attrs.asdict(r) for r in results]},
-            sys.stdout,
             indent=2,
         )
-        sys.stdout.write("\n")
+        text += "\n"
     else:
-        sys.stdout.write(table(host, port, results))
+        text = table(host, port, results)
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `resumetls probe ... | head`: the reader left; that is no error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0 if any(r.resumes for r in results) else 1
 
 

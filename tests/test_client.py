@@ -271,7 +271,11 @@ class ClientTests(TestCase):
     def test_client_endpoint_string(self):
         async def run():
             port, cert = s_server(self)
-            description = f"resumetls:host=localhost:port={port}:trustRoots={cert}"
+            sessions = os.path.abspath(self.mktemp())
+            description = (
+                f"resumetls:host=localhost:port={port}:trustRoots={cert}"
+                f":sessions={sessions}"
+            )
             pages = []
             for _ in range(2):
                 factory = Factory.forProtocol(_Fetch)
@@ -283,6 +287,8 @@ class ClientTests(TestCase):
                     await deferLater(reactor, 0.05, lambda: None)
                 pages.append(verdict(factory.done[0]))
             self.assertEqual(pages, ["New TLSv1.3", "Reused TLSv1.3"])
+            self.assertEqual(os.stat(sessions).st_mode & 0o777, 0o600)
+            self.assertEqual(len(FileClientSessionStore(sessions)._sessions), 1)
 
         return ensureDeferred(run())
 
