@@ -1,7 +1,7 @@
 """
 What resumption saves, measured side by side in one run:
 
-    python bench/handshakes.py            # the full table (about 10 minutes)
+    python bench/handshakes.py            # the full table (about 11 minutes)
     python bench/handshakes.py --quick    # fewer, shorter runs
     python bench/handshakes.py --smoke --json out.json   # what the test suite runs
 
