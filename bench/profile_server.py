@@ -43,7 +43,7 @@ def summarise(collapsed: str, top: int) -> str:
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     packages: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = idle = 0
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack:
@@ -54,12 +54,19 @@ def summarise(collapsed: str, top: int) -> str:
         frames = [f for f in frames if not f.startswith(("process ", "thread "))]
         if not frames:
             continue
+        if "doPoll" in frames[-1] and "epollreactor.py:227" in frames[-1]:
+            idle += n  # waiting in epoll_wait: not CPU
+            continue
         total += n
         own[frames[-1]] += n
         packages[_package(frames[-1])] += n
         for f in set(frames):
             inclusive[f] += n
-    out = [f"{total} samples\n", "| own time | frame |", "|---:|---|"]
+    out = [
+        f"{total} busy samples ({idle} more idle in epoll_wait, left out)\n",
+        "| own time | frame |",
+        "|---:|---|",
+    ]
     for f, n in own.most_common(top):
         out.append(f"| {100 * n / total:.1f}% | `{f}` |")
     out += ["", "| inclusive | frame |", "|---:|---|"]
@@ -81,6 +88,7 @@ def main() -> int:
     )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--raw", help="also keep py-spy's collapsed stacks here")
     parser.add_argument("--native", action="store_true", help="py-spy --native")
     args = parser.parse_args()
     pyspy = shutil.which("py-spy")
@@ -122,6 +130,8 @@ def main() -> int:
                 return 1
             with open(out) as f:
                 collapsed = f.read()
+            if args.raw:
+                shutil.copy(out, args.raw)
         finally:
             server.stop()
     finally:
