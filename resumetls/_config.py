@@ -109,6 +109,73 @@ COMMAND_NAMES = {
 }
 
 
+# Options of Twisted's ssl: endpoint that resumetls: does not take, and why.
+REFUSED_ENDPOINT_NAMES = {
+    "sslmethod": "sslmethod is not supported: resumetls: negotiates the TLS "
+    "versions Twisted allows by default; remove it",
+    "dhParameters": "dhParameters is not supported: resumetls: uses ECDHE key "
+    "exchange, which needs no parameter file; remove it",
+}
+
+
+def split_description(description: str) -> tuple[str, list[str], dict[str, str]]:
+    """
+    Split an endpoint string the way C{serverFromString} does: fields are
+    separated by colons (C{\\:} is a literal colon), C{name=value} fields are
+    keyword options, others positional.
+
+    @return: the prefix, the positional arguments and the keyword options.
+    """
+    fields: list[tuple[str, int]] = []  # (text, index of the first bare "=")
+    current: list[str] = []
+    equals = -1
+    chars = iter(description)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char == ":":
+            fields.append(("".join(current), equals))
+            current, equals = [], -1
+        else:
+            if char == "=" and equals < 0:
+                equals = len(current)
+            current.append(char)
+    fields.append(("".join(current), equals))
+    prefix, args, kwargs = fields[0][0], [], {}
+    for text, equals in fields[1:]:
+        if equals >= 0:
+            kwargs[text[:equals]] = text[equals + 1 :]
+        else:
+            args.append(text)
+    return prefix, args, kwargs
+
+
+def parse_endpoint(args: Any, kwargs: dict[str, Any]) -> ServerConfig:
+    """
+    The L{ServerConfig} of a C{resumetls:} endpoint string's fields (what
+    C{serverFromString} hands to our parser, or L{split_description}'s).
+
+    @raise ConfigError: one line naming the option and what is wrong.
+    """
+    options = dict(kwargs)
+    for name in REFUSED_ENDPOINT_NAMES:
+        if name in options:
+            raise ConfigError(REFUSED_ENDPOINT_NAMES[name])
+    if len(args) > 1:
+        raise ConfigError(
+            "resumetls: takes one positional argument, the port; got "
+            + ", ".join(repr(a) for a in args)
+            + " (options are name=value)"
+        )
+    if args:
+        if "port" in options:
+            raise ConfigError("resumetls: the port was given twice")
+        options["port"] = args[0]
+    if "port" not in options:
+        raise ConfigError("resumetls: needs a port, e.g. resumetls:8443")
+    return parse(options, ENDPOINT_NAMES, "")
+
+
 def parse(options: dict[str, Any], names: dict[str, str], source: str) -> ServerConfig:
     """
     Validate raw options (strings from an endpoint string or a command line)
@@ -187,7 +254,14 @@ def build(config: ServerConfig, reactor: Any) -> Any:
     if certificate is None:
         from resumetls._devcert import development_certificate
 
-        certificate, key = development_certificate()
+        try:
+            certificate, key = development_certificate()
+        except OSError as e:
+            raise ConfigError(
+                f"cannot make a development certificate in {e.filename or 'the'} "
+                f"data directory ({e.strerror}); give a certificate and key, or "
+                "set XDG_DATA_HOME to a writable directory"
+            ) from None
     settings = ResumptionSettings(
         tickets=config.tickets,
         session_ids=config.session_ids,

@@ -25,23 +25,43 @@ MECHANISMS = {
 
 
 def status(request: Any) -> dict[str, Any]:
-    """What the demo shows, as plain data (no secrets)."""
-    info = resumption_info(request.transport)
-    factory = serving_factory(request.transport)
-    mechanism = info.mechanism
-    if mechanism == "ticket":
-        mechanism = "ticket-tls13" if info.version == "TLSv1.3" else "ticket-tls12"
-    data: dict[str, Any] = {
-        "connection": {
-            "version": info.version,
-            "cipher": info.cipher,
-            "resumed": info.resumed,
-            "mechanism": mechanism,
+    """
+    What the demo shows, as plain data (no secrets).  Served without TLS
+    (C{--listen tcp:…}) it says so, and shows the counters of the process's
+    one resuming listener if there is exactly one.
+    """
+    try:
+        info = resumption_info(request.transport)
+        factory = serving_factory(request.transport)
+    except TypeError:
+        data: dict[str, Any] = {
+            "connection": {
+                "tls": False,
+                "version": None,
+                "cipher": None,
+                "resumed": False,
+                "mechanism": None,
+            }
         }
-    }
+        from resumetls import _registry
+
+        factories = _registry.factories()
+        factory = factories[0] if len(factories) == 1 else None
+    else:
+        mechanism = info.mechanism
+        if mechanism == "ticket":
+            mechanism = "ticket-tls13" if info.version == "TLSv1.3" else "ticket-tls12"
+        data = {
+            "connection": {
+                "tls": True,
+                "version": info.version,
+                "cipher": info.cipher,
+                "resumed": info.resumed,
+                "mechanism": mechanism,
+            }
+        }
     if factory is not None:
-        stats = factory.stats().as_dict()
-        data["server"] = stats
+        data["server"] = factory.stats().as_dict()
         caps = factory.capabilities
         data["capabilities"] = {
             "custom_tickets": caps.custom_tickets,
@@ -127,12 +147,16 @@ class DemoPage(Resource):
             "ticket-tls12": "TLS 1.2 session ticket",
             "ticket-tls13": "TLS 1.3 session ticket",
         }.get(mechanism, MECHANISMS.get(mechanism, str(mechanism)))
+        if not conn["tls"]:
+            verdict = "not TLS (plain TCP: nothing to resume)"
+        elif conn["resumed"]:
+            verdict = "resumed (" + mechanism_text + ")"
+        else:
+            verdict = "a full handshake"
         page = _PAGE.format(
             refresh=refresh,
             cls="yes" if conn["resumed"] else "no",
-            verdict=("resumed (" + mechanism_text + ")")
-            if conn["resumed"]
-            else "a full handshake",
+            verdict=verdict,
             version=html.escape(str(conn["version"])),
             cipher=html.escape(str(conn["cipher"])),
             resumed="yes" if conn["resumed"] else "no",

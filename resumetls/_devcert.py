@@ -27,14 +27,24 @@ def data_dir() -> str:
 
 
 def _still_valid(cert_path: str, key_path: str) -> bool:
+    """
+    Whether the files hold a certificate valid for at least another day and
+    the private key that belongs to it (a damaged pair is made again).
+    """
     from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     try:
         with open(cert_path, "rb") as f:
             cert = x509.load_pem_x509_certificate(f.read())
-        os.stat(key_path)
-    except (OSError, ValueError):
+        with open(key_path, "rb") as f:
+            key = load_pem_private_key(f.read(), None)
+    except (OSError, ValueError, TypeError):
         return False
+    if key.public_key() != cert.public_key():
+        return False
+    if os.stat(key_path).st_mode & 0o077:
+        return False  # someone loosened it: make a fresh, private one
     remaining = cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
     return remaining > datetime.timedelta(days=1)
 
@@ -87,7 +97,7 @@ def _make(cert_path: str, key_path: str) -> None:
         ),
         (cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644),
     ):
-        tmp = path + ".tmp"
+        tmp = f"{path}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -104,9 +114,18 @@ def development_certificate() -> tuple[str, str]:
     cert_path = os.path.join(directory, "dev-cert.pem")
     key_path = os.path.join(directory, "dev-key.pem")
     made = False
-    if not _still_valid(cert_path, key_path):
-        _make(cert_path, key_path)
-        made = True
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    # Several processes starting at once must not write mismatched halves.
+    with open(os.path.join(directory, "dev-cert.lock"), "a") as lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except ImportError:  # not POSIX: no lock, still correct alone
+            pass
+        if not _still_valid(cert_path, key_path):
+            _make(cert_path, key_path)
+            made = True
     _log.warn(
         "Serving a self-signed development certificate for localhost ({cert}, "
         "{state}); browsers will warn about it. It is for development only: "

@@ -8,7 +8,9 @@ Twisted's C{ssl:} endpoint (C{privateKey}, C{certKey}, C{extraCertChain},
 C{interface}, C{backlog}), so changing the prefix is the whole migration,
 plus ours: C{ticketKeys}, C{rotateEvery}, C{keepKeys}, C{tickets},
 C{sessionIds}, C{sessionTimeout}, C{tls13Tickets}, C{sessionCache},
-C{service}.
+C{service}.  C{sslmethod} and C{dhParameters} are refused with a message
+saying why.  Errors are L{resumetls._config.ConfigError} (a C{ValueError})
+with a one-line message.
 """
 
 from __future__ import annotations
@@ -58,18 +60,9 @@ class ResumeTLSServerParser:
     def parseStreamServer(self, reactor: Any, *args: Any, **kwargs: Any) -> Any:
         from twisted.internet.endpoints import SSL4ServerEndpoint
 
-        from resumetls._config import ENDPOINT_NAMES, ConfigError, build, parse
+        from resumetls._config import build, parse_endpoint
 
-        options = dict(kwargs)
-        if len(args) > 1:
-            raise ConfigError(
-                f"resumetls: takes one positional argument, the port; got {args!r}"
-            )
-        if args:
-            options["port"] = args[0]
-        if "port" not in options:
-            raise ConfigError("resumetls: needs a port, e.g. resumetls:8443")
-        config = parse(options, ENDPOINT_NAMES, "")
+        config = parse_endpoint(args, kwargs)
         factory, watcher = build(config, reactor)
         endpoint = SSL4ServerEndpoint(
             reactor,

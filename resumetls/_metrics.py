@@ -130,7 +130,19 @@ def metrics_site(factories: Callable[[], Iterable[Any]]) -> Any:
 
 
 def loopback_endpoint(description: str) -> str:
-    """A bare port becomes a loopback TCP endpoint."""
+    """
+    Where C{--metrics} listens: a bare port, or a C{tcp:}/C{tcp6:} string
+    without an C{interface}, is bound to loopback only (metrics say how busy
+    a server is and which keys are how old: not for the whole network).
+    Give C{interface=} explicitly to listen elsewhere.
+    """
+    description = description.strip()
     if description.isdigit():
         return f"tcp:{description}:interface=127.0.0.1"
+    from resumetls._config import split_description
+
+    prefix, _, kwargs = split_description(description)
+    loopback = {"tcp": "127.0.0.1", "tcp6": "\\:\\:1"}.get(prefix)
+    if loopback is not None and "interface" not in kwargs:
+        return f"{description}:interface={loopback}"
     return description

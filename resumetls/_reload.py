@@ -22,7 +22,8 @@ class KeyFileWatcher:
     Keep a L{KeyRing} in step with a key file.
 
     @param interval: seconds between checks of the file's identity (inode,
-        size, modification time).
+        size, modification and change times, mode: a C{chmod 600} that fixes
+        a refused file counts as a change).
     """
 
     def __init__(self, path: str, ring: Any, clock: Any, interval: float = 2.0):
@@ -32,7 +33,7 @@ class KeyFileWatcher:
         self.reloads = 0
         self.refusals = 0
         self._identity = self._stat()
-        self._loop = LoopingCall(self.check)
+        self._loop = LoopingCall(self._poll)
         self._loop.clock = clock
 
     def __repr__(self) -> str:
@@ -43,7 +44,7 @@ class KeyFileWatcher:
             st = os.stat(self.path)
         except OSError:
             return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
     def start(self) -> None:
         if not self._loop.running:
@@ -52,6 +53,17 @@ class KeyFileWatcher:
     def stop(self) -> None:
         if self._loop.running:
             self._loop.stop()
+
+    def _poll(self) -> None:
+        # A LoopingCall stops for good when its function raises: never let it.
+        try:
+            self.check()
+        except Exception:
+            _log.failure(
+                "checking the ticket key file {path} failed; the keys in use stay",
+                path=self.path,
+                event="resumetls.keys.reload_refused",
+            )
 
     def check(self) -> bool:
         """Reload if the file changed since the last look."""
@@ -75,7 +87,18 @@ class KeyFileWatcher:
                 event="resumetls.keys.reload_refused",
             )
             return False
-        self.ring.replace(keys)
+        try:
+            self.ring.replace(keys)
+        except ValueError as e:
+            self.refusals += 1
+            _log.error(
+                "refused to reload ticket keys ({why}): {reason}; the keys in use stay",
+                why=why,
+                reason=str(e),
+                path=self.path,
+                event="resumetls.keys.reload_refused",
+            )
+            return False
         self.reloads += 1
         _log.info(
             "reloaded ticket keys from {path} ({why}): {fingerprint} encrypts, "

@@ -4,8 +4,10 @@ with session resumption, or by default the demo page that shows it.
 
 In the spirit of C{twist web}: C{--listen} takes endpoint strings (a
 C{resumetls:} string carries its own TLS options); without it, C{--port} and
-the TLS options below make one listener.  Every option error is one line and
-a non-zero exit.
+the TLS options make one listener.  Every option error is one line and a
+non-zero exit: the options, including C{resumetls:} strings given to
+C{--listen}, are checked and their context factories built while the command
+line is parsed, before anything listens.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from twisted.application import service
 from twisted.python import usage
 from twisted.python.reflect import namedAny
 
-from resumetls._config import COMMAND_NAMES, DEFAULT_PORT, ConfigError, build, parse
+from resumetls._config import (
+    COMMAND_NAMES,
+    DEFAULT_PORT,
+    ConfigError,
+    build,
+    parse,
+    parse_endpoint,
+    split_description,
+)
 
 
 class _ReactorClock:
@@ -38,9 +48,38 @@ class _ReactorClock:
         return reactor.callLater(*args, **kwargs)
 
 
+_LONGDESC = """\
+Serve a protocol factory (--factory), a WSGI application (--wsgi), a
+directory (--path) or, by default, a demo page over TLS that resumes
+sessions by ticket and by session ID. Without --certificate and --key, a
+self-signed development certificate for localhost is made once in
+$XDG_DATA_HOME/resumetls. --listen takes endpoint strings instead of --port
+and the TLS options, e.g. resumetls:8443:certKey=cert.pem:privateKey=key.pem.
+"""
+
+# Options that describe the --port listener; with --listen they would be
+# ignored, so giving them is refused.
+_PORT_LISTENER_OPTIONS = (
+    "port",
+    "interface",
+    "certificate",
+    "key",
+    "extra-chain",
+    "ticket-keys",
+    "rotate-every",
+    "keep-keys",
+    "session-timeout",
+    "tls13-tickets",
+    "session-cache",
+    "service",
+    "no-tickets",
+    "no-session-ids",
+)
+
+
 class Options(usage.Options):
     synopsis = "[options]"
-    longdesc = __doc__
+    longdesc = _LONGDESC
 
     optParameters = [
         ["port", "p", str(DEFAULT_PORT), "TLS port to listen on (without --listen)."],
@@ -131,17 +170,54 @@ class Options(usage.Options):
             if not os.path.isdir(self["path"]):
                 raise usage.UsageError(f"--path {self['path']}: not a directory")
             self.target = os.path.abspath(self["path"])
+        # Each listener: (description or None, ServerConfig or None,
+        # context factory or None, key file watcher or None).
         self.listeners = []
-        self.watchers = []
         if not self["listen"]:
-            try:
-                factory, watcher = build(config, _ReactorClock())
-            except ConfigError as e:
-                raise usage.UsageError(str(e)) from None
-            self.context_factory = factory
-            self.watchers += [watcher] if watcher else []
+            self.listeners.append(_built(None, config))
         else:
-            self.context_factory = None
+            given = [
+                "--" + n
+                for n in _PORT_LISTENER_OPTIONS
+                if self[n] != self.defaults.get(n, 0)
+            ]
+            if given:
+                raise usage.UsageError(
+                    f"{given[0]} does not apply with --listen: put the listener's "
+                    "options in its resumetls: string (e.g. resumetls:8443:"
+                    "certKey=cert.pem:privateKey=key.pem:ticketKeys=ticket.keys)"
+                )
+            for description in self["listen"]:
+                prefix, args, kwargs = split_description(description)
+                if prefix != "resumetls":
+                    self.listeners.append((description, None, None, None))
+                    continue
+                try:
+                    listen_config = parse_endpoint(args, kwargs)
+                except ConfigError as e:
+                    raise usage.UsageError(f"--listen {description}: {e}") from None
+                self.listeners.append(_built(description, listen_config))
+        if self["metrics"]:
+            from resumetls._metrics import loopback_endpoint
+
+            self.metrics_endpoint = loopback_endpoint(self["metrics"])
+        else:
+            self.metrics_endpoint = None
+
+    @property
+    def context_factories(self) -> list[Any]:
+        """The resuming context factories of the listeners, in order."""
+        return [f for _, _, f, _ in self.listeners if f is not None]
+
+
+def _built(description: str | None, config: Any) -> tuple:
+    """A listener whose context factory (and key file watcher) are built now."""
+    try:
+        factory, watcher = build(config, _ReactorClock())
+    except ConfigError as e:
+        where = f"--listen {description}: " if description else ""
+        raise usage.UsageError(where + str(e)) from None
+    return (description, config, factory, watcher)
 
 
 def _with_flags(config: Any, options: Options) -> Any:
@@ -256,48 +332,50 @@ class _AnnounceService(service.Service):
             )
 
 
+def _endpoint_or_exit(reactor: Any, option: str, description: str) -> Any:
+    """
+    C{serverFromString}, with its errors as a one-line exit: C{twist} shows
+    a traceback for exceptions from C{makeService}, and only these endpoint
+    strings (not ours, checked earlier) are parsed this late.
+    """
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        return serverFromString(reactor, description)
+    except Exception as e:  # noqa: BLE001 - any parser's error, one line
+        raise SystemExit(f"Error: {option} {description}: {e}") from None
+
+
 def makeService(options: Options) -> service.MultiService:  # noqa: N802
     from twisted.application.internet import StreamServerEndpointService
     from twisted.internet import reactor
-    from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
+    from twisted.internet.endpoints import SSL4ServerEndpoint
 
     from resumetls import _registry
-    from resumetls._endpoint import _ResumingEndpoint
 
     top = service.MultiService()
     app = _protocol_factory(options, reactor)
-    watchers = list(options.watchers)
-    if options.context_factory is not None:
-        config = options.config
-        _registry.register(options.context_factory)
-        endpoint = SSL4ServerEndpoint(
-            reactor,
-            config.port,
-            options.context_factory,
-            backlog=config.backlog,
-            interface=config.interface,
-        )
-        StreamServerEndpointService(endpoint, app).setServiceParent(top)
-    for description in options["listen"]:
-        try:
-            endpoint = serverFromString(reactor, description)
-        except (ValueError, ConfigError) as e:
-            raise usage.UsageError(f"--listen {description}: {e}") from None
-        if isinstance(endpoint, _ResumingEndpoint):
-            _registry.register(endpoint.context_factory)
-            if endpoint.watcher is not None:
-                watchers.append(endpoint.watcher)
-                endpoint.watcher = None  # started by the reload service
+    watchers = []
+    for description, config, factory, watcher in options.listeners:
+        if factory is None:
+            endpoint = _endpoint_or_exit(reactor, "--listen", description)
+        else:
+            _registry.register(factory)
+            if watcher is not None:
+                watchers.append(watcher)
+            endpoint = SSL4ServerEndpoint(
+                reactor,
+                config.port,
+                factory,
+                backlog=config.backlog,
+                interface=config.interface,
+            )
         StreamServerEndpointService(endpoint, app).setServiceParent(top)
     _KeyReloadService(watchers, reactor).setServiceParent(top)
-    if options["metrics"]:
-        from resumetls._metrics import loopback_endpoint, metrics_site
+    if options.metrics_endpoint is not None:
+        from resumetls._metrics import metrics_site
 
-        description = loopback_endpoint(options["metrics"])
-        try:
-            endpoint = serverFromString(reactor, description)
-        except ValueError as e:
-            raise usage.UsageError(f"--metrics {options['metrics']}: {e}") from None
+        endpoint = _endpoint_or_exit(reactor, "--metrics", options.metrics_endpoint)
         StreamServerEndpointService(
             endpoint, metrics_site(_registry.factories)
         ).setServiceParent(top)
