@@ -258,9 +258,9 @@ def build(config: ServerConfig, reactor: Any) -> Any:
             certificate, key = development_certificate()
         except OSError as e:
             raise ConfigError(
-                f"cannot make a development certificate in {e.filename or 'the'} "
-                f"data directory ({e.strerror}); give a certificate and key, or "
-                "set XDG_DATA_HOME to a writable directory"
+                "cannot make a development certificate in "
+                f"{e.filename or 'the data directory'} ({e.strerror}); give a "
+                "certificate and key, or set XDG_DATA_HOME to a writable directory"
             ) from None
     settings = ResumptionSettings(
         tickets=config.tickets,
