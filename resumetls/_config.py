@@ -165,7 +165,7 @@ def parse_endpoint(args: Any, kwargs: dict[str, Any]) -> ServerConfig:
         raise ConfigError(
             "resumetls: takes one positional argument, the port; got "
             + ", ".join(repr(a) for a in args)
-            + " (options are name=value)"
+            + " (options are name=value; write a colon inside a value as \\:)"
         )
     if args:
         if "port" in options:

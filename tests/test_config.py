@@ -224,7 +224,7 @@ class ParseTests(SynchronousTestCase):
                 ("8443", "extra"),
                 {},
                 "resumetls: takes one positional argument, the port; got '8443', "
-                "'extra' (options are name=value)",
+                "'extra' (options are name=value; write a colon inside a value as \\:)",
             ),
             (("8443",), {"port": "1"}, "resumetls: the port was given twice"),
             (
