@@ -161,7 +161,9 @@ class Options(usage.Options):
             )
         self.what = chosen[0] if chosen else "demo"
         if self["factory"]:
-            self.target = _resolve("--factory", self["factory"])
+            self.target = _protocol_factory_from(
+                self["factory"], _resolve("--factory", self["factory"])
+            )
         elif self["wsgi"]:
             self.target = _resolve("--wsgi", self["wsgi"])
             if not callable(self.target):
@@ -241,24 +243,37 @@ def _resolve(option: str, name: str) -> Any:
         ) from None
 
 
-def _protocol_factory(options: Options, reactor: Any) -> Any:
+def _protocol_factory_from(name: str, target: Any) -> Any:
+    """
+    The protocol factory C{--factory} names: the object itself, or what
+    calling it (with no arguments) returns.
+    """
     from twisted.internet.interfaces import IProtocolFactory
+
+    if not IProtocolFactory.providedBy(target):
+        if not callable(target):
+            raise usage.UsageError(
+                f"--factory {name} is neither a protocol factory nor callable"
+            )
+        try:
+            target = target()
+        except Exception as e:  # noqa: BLE001 - the user's code, one line
+            raise usage.UsageError(
+                f"--factory {name}: calling it raised {type(e).__name__}: {e}"
+            ) from None
+    if not IProtocolFactory.providedBy(target):
+        raise usage.UsageError(
+            f"--factory {name} did not give a protocol factory "
+            f"(got {type(target).__name__})"
+        )
+    return target
+
+
+def _protocol_factory(options: Options, reactor: Any) -> Any:
     from twisted.web.server import Site
 
     if options.what == "factory":
-        target = options.target
-        if not IProtocolFactory.providedBy(target):
-            if not callable(target):
-                raise usage.UsageError(
-                    f"--factory {options['factory']} is neither a protocol factory "
-                    "nor callable"
-                )
-            target = target()
-        if not IProtocolFactory.providedBy(target):
-            raise usage.UsageError(
-                f"--factory {options['factory']} did not give a protocol factory"
-            )
-        return target
+        return options.target
     if options.what == "wsgi":
         from twisted.web.wsgi import WSGIResource
 
