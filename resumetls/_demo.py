@@ -156,7 +156,7 @@ class DemoPage(Resource):
         page = _PAGE.format(
             refresh=refresh,
             cls="yes" if conn["resumed"] else "no",
-            verdict=verdict,
+            verdict=html.escape(verdict),
             version=html.escape(str(conn["version"])),
             cipher=html.escape(str(conn["cipher"])),
             resumed="yes" if conn["resumed"] else "no",
