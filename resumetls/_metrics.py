@@ -56,6 +56,17 @@ class ResumptionCollector:
         errors = CounterMetricFamily(
             "resumetls_errors", "Callback and cache errors", labels=["service", "kind"]
         )
+        capabilities = GaugeMetricFamily(
+            "resumetls_capability",
+            "1 when the OpenSSL route gives this feature, 0 when degraded to "
+            "OpenSSL's built-in cache",
+            labels=["service", "feature"],
+        )
+        cache_max = GaugeMetricFamily(
+            "resumetls_cache_max_entries",
+            "Size bound of the session cache",
+            labels=["service"],
+        )
         for factory in self._factories():
             s = factory.stats()
             svc = factory.settings.service or "default"
@@ -80,7 +91,12 @@ class ResumptionCollector:
                 ("cache_late", s.cache_lookups_late),
             ):
                 errors.add_metric([svc, kind], value)
+            caps = factory.capabilities
+            capabilities.add_metric([svc, "custom_tickets"], int(caps.custom_tickets))
+            capabilities.add_metric([svc, "external_cache"], int(caps.external_cache))
             if s.cache is not None:
+                if s.cache.max_entries is not None:
+                    cache_max.add_metric([svc], s.cache.max_entries)
                 for result, value in (
                     ("hit", s.cache.hits),
                     ("miss", s.cache.misses),
@@ -106,6 +122,8 @@ class ResumptionCollector:
             key_age,
             keys,
             errors,
+            capabilities,
+            cache_max,
         )
 
 
