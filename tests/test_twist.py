@@ -6,6 +6,7 @@ errors, the demo page and the metrics listener.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -207,6 +208,50 @@ class TwistResumetlsTests(TestCase):
 
         return ensureDeferred(run())
 
+    def test_key_file_change(self):
+        """
+        Without a SIGHUP, a rewritten key file is noticed (stat poll) and
+        reloaded: the old encrypting key's ticket resumes and is renewed.
+        """
+
+        async def run():
+            cert, key = pem_files(self)
+            keyfile = os.path.abspath(self.mktemp())
+            a, b, c, d = (TicketKey.generate() for _ in range(4))
+            write_haproxy_keys(keyfile, [a, b, c])
+            port = free_port()
+            proc = start_process(
+                self,
+                twist(
+                    "resumetls",
+                    "--port",
+                    str(port),
+                    "--certificate",
+                    cert,
+                    "--key",
+                    key,
+                    "--ticket-keys",
+                    keyfile,
+                ),
+                port,
+            )
+            under_b = os.path.abspath(self.mktemp())
+            await s_client(port, None, under_b, "-tls1_2", http=True)
+            write_haproxy_keys(keyfile, [b, c, d])
+            await self.wait_for_log(proc, "the file changed")
+            self.assertIn("resumetls.keys.reloaded", _support.read_output(proc))
+            again = await s_client(port, under_b, None, "-tls1_2", http=True)
+            self.assertTrue(again["reused"])
+            self.assertEqual(again["tickets"][-1][:16], c.name)
+            # No key material in the log, in hex or base64.
+            log = _support.read_output(proc)
+            for k in (a, b, c, d):
+                for secret in (k.hmac_key, k.aes_key):
+                    self.assertNotIn(secret.hex(), log)
+                    self.assertNotIn(base64.b64encode(secret).decode(), log)
+
+        return ensureDeferred(run())
+
     async def wait_for_log(self, proc, event):
         for _ in range(100):
             if event in _support.read_output(proc):
@@ -317,6 +362,37 @@ class OptionErrorTests(SynchronousTestCase):
             f.write(os.urandom(80))
         os.chmod(keyfile, 0o644)
         self.assertIn("chmod 600", self.error("--ticket-keys", keyfile))
+
+    def test_listen_errors_command_line(self):
+        """
+        Bad --listen strings, ours and another parser's, and --listen mixed
+        with --port options: one line each, non-zero exit, no traceback.
+        """
+        cases = [
+            (
+                ["--listen", "resumetls:8443:bogus=1"],
+                "--listen resumetls:8443:bogus=1: unknown option bogus",
+            ),
+            (
+                ["--listen", "resumetls:8443:certKey=/nope.pem"],
+                "certKey: /nope.pem: no such file",
+            ),
+            (["--listen", "tcp:http"], "Error: --listen tcp:http: "),
+            (["--listen", "tcp:8080", "--no-tickets"], "--no-tickets does not apply"),
+            (["--factory", "no.such.Thing"], "--factory no.such.Thing: cannot import"),
+        ]
+        for argv, message in cases:
+            out = subprocess.run(
+                [sys.executable, "-m", "twisted", "resumetls", *argv],
+                env=_support.environment(os.path.abspath(self.mktemp())),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            text = out.stderr + out.stdout
+            self.assertNotEqual(out.returncode, 0, argv)
+            self.assertIn(message, text, argv)
+            self.assertNotIn("Traceback", text, argv)
 
     def test_command_line(self):
         """The same from the command line: one line on stderr, exit 1."""
