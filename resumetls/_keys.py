@@ -30,11 +30,18 @@ DEFAULT_ROTATE_INTERVAL = 12 * 3600.0
 DEFAULT_KEEP = 2
 
 
+class TicketKeyError(ValueError):
+    """
+    Ticket keys that cannot be used: a part of the wrong size or type, or two
+    keys with the same name.  The message never contains key material.
+    """
+
+
 def _check_size(sizes: tuple[int, ...]) -> Any:
     def check(instance: Any, attribute: Any, value: bytes) -> None:
         if not isinstance(value, bytes) or len(value) not in sizes:
             got = len(value) if isinstance(value, bytes) else type(value).__name__
-            raise ValueError(
+            raise TicketKeyError(
                 f"a ticket key's {attribute.name} must be "
                 + " or ".join(str(s) for s in sizes)
                 + f" bytes, not {got}"
@@ -70,7 +77,9 @@ class TicketKey:
         return len(self.aes_key) * 8
 
     def __repr__(self) -> str:
-        return f"<TicketKey {self.fingerprint} AES-{self.bits}>"
+        return (
+            f"<TicketKey {self.fingerprint} AES-{self.bits} hmac={len(self.hmac_key)}B>"
+        )
 
     __str__ = __repr__
 
@@ -90,11 +99,19 @@ class RotationPolicy:
     keep: int = DEFAULT_KEEP
 
     def __attrs_post_init__(self) -> None:
-        if not self.interval > 0:
+        if (
+            isinstance(self.interval, bool)
+            or not isinstance(self.interval, (int, float))
+            or not self.interval > 0
+        ):
             raise ValueError(
                 f"the rotation interval must be positive, not {self.interval!r}"
             )
-        if not isinstance(self.keep, int) or self.keep < 0:
+        if (
+            isinstance(self.keep, bool)
+            or not isinstance(self.keep, int)
+            or self.keep < 0
+        ):
             raise ValueError(
                 f"the number of old keys kept must be 0 or more, not {self.keep!r}"
             )
@@ -135,8 +152,15 @@ class KeyRing:
     The keys a server encrypts and decrypts tickets with.
 
     Lookups by name are one dict access (they run inside every handshake that
-    presents a ticket).  Rotation is lazy: L{encrypting_key} checks the clock
-    against the policy, so a ring needs no timer.
+    presents a ticket).  Rotation is lazy: L{encrypting_key} and
+    L{decrypting_key} compare the clock with the next rotation time, so a ring
+    needs no timer.  Rotations follow a fixed schedule (every C{interval}
+    seconds from the moment the keys were installed): after an idle spell the
+    missed rotations are applied at once, so no key stays usable longer than
+    the policy says just because no ticket was issued meanwhile.
+
+    Without a policy the ring changes only by L{replace} (a key file was
+    reloaded) or an explicit L{rotate}, which then drops no old key.
     """
 
     def __init__(
@@ -152,22 +176,15 @@ class KeyRing:
         self.policy = policy
         self.source = source
         self.generation = 0
-        self._install(keys)
+        self._install(keys, self._now())
 
     @classmethod
     def generate(cls, clock: Any, policy: RotationPolicy | None = None) -> KeyRing:
         """A ring of random keys held in memory, rotated by C{policy}."""
-        ring = cls(
-            KeySet(TicketKey.generate()),
-            clock,
-            policy if policy is not None else RotationPolicy(),
+        key = _generated()
+        return cls(
+            KeySet(key), clock, policy if policy is not None else RotationPolicy()
         )
-        _log.info(
-            "generated ticket key {fingerprint}",
-            fingerprint=ring._encrypting.fingerprint,
-            event="resumetls.key.generated",
-        )
-        return ring
 
     @classmethod
     def from_keys(
@@ -184,9 +201,14 @@ class KeyRing:
         )
 
     @classmethod
-    def from_keyset(cls, keys: KeySet, source: str = "file") -> KeyRing:
-        """A ring of keys read from a key file (see L{load_key_file})."""
-        return cls(keys, source=source)
+    def from_keyset(
+        cls, keys: KeySet, source: str = "file", clock: Any = None
+    ) -> KeyRing:
+        """
+        A ring of keys read from a key file (see L{load_key_file}).  It does
+        not rotate by itself: the file is rotated and reloaded instead.
+        """
+        return cls(keys, clock=clock, source=source)
 
     def __repr__(self) -> str:
         return (
@@ -198,24 +220,28 @@ class KeyRing:
     def _now(self) -> float | None:
         return self._clock.seconds() if self._clock is not None else None
 
-    def _install(self, keys: KeySet) -> None:
+    def _install(self, keys: KeySet, since: float | None) -> None:
         names = [k.name for k in keys.all]
         if len(set(names)) != len(names):
-            raise ValueError("two ticket keys have the same name")
+            raise TicketKeyError(
+                "two ticket keys have the same name; every key needs its own "
+                "16-byte name"
+            )
+        lookup: dict[bytes, tuple[TicketKey, bool]] = {}
+        for k in keys.pending:
+            lookup[k.name] = (k, False)
+        for k in keys.decrypt_only:
+            lookup[k.name] = (k, True)
+        lookup[keys.encrypting.name] = (keys.encrypting, False)
+        # Swap everything in at once: the lookup table is one attribute.
         self._encrypting = keys.encrypting
         self._decrypt_only = list(keys.decrypt_only)
         self._pending = list(keys.pending)
-        self._since = self._now()
-        lookup: dict[bytes, tuple[TicketKey, bool]] = {}
-        for k in self._pending:
-            lookup[k.name] = (k, False)
-        for k in self._decrypt_only:
-            lookup[k.name] = (k, True)
-        lookup[self._encrypting.name] = (self._encrypting, False)
+        self._since = since
         self._lookup = lookup
         self._next_rotation = (
-            self._since + self.policy.interval
-            if self.policy is not None and self._since is not None
+            since + self.policy.interval
+            if self.policy is not None and since is not None
             else None
         )
         self.generation += 1
@@ -223,14 +249,15 @@ class KeyRing:
     # -- ITicketKeys ---------------------------------------------------------------
 
     def encrypting_key(self) -> TicketKey:
-        if (
-            self._next_rotation is not None
-            and self._clock.seconds() >= self._next_rotation
-        ):
-            self.rotate()
+        due = self._next_rotation
+        if due is not None and self._clock.seconds() >= due:
+            self._rotate_on_schedule()
         return self._encrypting
 
     def decrypting_key(self, name: bytes) -> tuple[TicketKey, bool] | None:
+        due = self._next_rotation
+        if due is not None and self._clock.seconds() >= due:
+            self._rotate_on_schedule()
         return self._lookup.get(name)
 
     def describe(self) -> KeyRingSummary:
@@ -253,28 +280,69 @@ class KeyRing:
         """The current keys by role (secrets: do not log them)."""
         return KeySet(self._encrypting, tuple(self._decrypt_only), tuple(self._pending))
 
+    def _shifted(self, steps: int) -> tuple[KeySet, TicketKey]:
+        """
+        The keys after C{steps} rotations: each time the first pending key
+        (or a new one) encrypts and the encrypting key becomes decrypt-only.
+        Keys generated for rotations that were missed (the ring was idle)
+        never encrypted anything, so they are not kept for decryption.
+        """
+        keep = (
+            self.policy.keep if self.policy is not None else len(self._decrypt_only) + 1
+        )
+        old = self._encrypting
+        encrypting = old
+        decrypt_only = list(self._decrypt_only)
+        pending = list(self._pending)
+        unused: list[TicketKey] = []
+        for _ in range(steps):
+            decrypt_only = ([encrypting] + decrypt_only)[:keep]
+            if pending:
+                encrypting = pending.pop(0)
+            else:
+                encrypting = TicketKey.generate()
+                unused.append(encrypting)
+        if unused and unused[-1] is encrypting:
+            _log.info(
+                "generated ticket key {fingerprint}",
+                fingerprint=encrypting.fingerprint,
+                event="resumetls.key.generated",
+            )
+        decrypt_only = [k for k in decrypt_only if all(k is not u for u in unused)]
+        return KeySet(encrypting, tuple(decrypt_only), tuple(pending)), old
+
+    def _rotate_on_schedule(self) -> None:
+        policy = self.policy
+        now = self._clock.seconds()
+        missed = int((now - self._next_rotation) // policy.interval) + 1
+        # More steps than this change nothing: every old key is gone by then.
+        steps = min(missed, policy.keep + 1 + len(self._pending))
+        keys, old = self._shifted(steps)
+        self._install(keys, self._next_rotation + (missed - 1) * policy.interval)
+        self._log_rotation(keys, old, missed)
+
     def rotate(self) -> TicketKey:
         """
         Rotate now: the first pending key (or a new one) encrypts, the old
         encrypting key becomes decrypt-only, the oldest beyond C{keep} go.
+        The next scheduled rotation is one interval from now.
         """
-        old = self._encrypting
-        pending = list(self._pending)
-        new = pending.pop(0) if pending else TicketKey.generate()
-        keep = (
-            self.policy.keep if self.policy is not None else len(self._decrypt_only) + 1
-        )
-        decrypt_only = ([old] + self._decrypt_only)[:keep]
-        self._install(KeySet(new, tuple(decrypt_only), tuple(pending)))
+        keys, old = self._shifted(1)
+        self._install(keys, self._now())
+        self._log_rotation(keys, old, 1)
+        return keys.encrypting
+
+    def _log_rotation(self, keys: KeySet, old: TicketKey, steps: int) -> None:
         _log.info(
             "rotated ticket keys: {new} encrypts, {old} decrypts only "
-            "({kept} old keys kept)",
-            new=new.fingerprint,
+            "({kept} old keys kept, {steps} rotation(s) due)",
+            new=keys.encrypting.fingerprint,
             old=old.fingerprint,
-            kept=len(decrypt_only),
+            kept=len(keys.decrypt_only),
+            steps=steps,
+            generation=self.generation,
             event="resumetls.key.rotated",
         )
-        return new
 
     def replace(
         self,
@@ -282,9 +350,25 @@ class KeyRing:
         decrypt_only: Iterable[TicketKey] = (),
         pending: Iterable[TicketKey] = (),
     ) -> None:
-        """Swap in a new set of keys at once (a key file was reloaded)."""
+        """
+        Swap in a new set of keys at once (a key file was reloaded).  The
+        rotation schedule, if any, starts again from now.
+
+        @raise TicketKeyError: two keys share a name; the keys in use stay.
+        """
         if isinstance(encrypting, KeySet):
             keys = encrypting
         else:
             keys = KeySet(encrypting, tuple(decrypt_only), tuple(pending))
-        self._install(keys)
+        self._install(keys, self._now())
+
+
+def _generated() -> TicketKey:
+    """A new random key, announced (by fingerprint) in the log."""
+    key = TicketKey.generate()
+    _log.info(
+        "generated ticket key {fingerprint}",
+        fingerprint=key.fingerprint,
+        event="resumetls.key.generated",
+    )
+    return key
