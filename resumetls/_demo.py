@@ -175,8 +175,18 @@ class _ClosingRequest(Request):
         super().process()
 
 
+# Browsers open connections ahead of need (preconnects) and keep them idle;
+# a reload that used one would show its (full) handshake, not a resumed one.
+# The demo closes connections that have sent no request for this long, so a
+# reload a few seconds later makes a new connection, which resumes.
+IDLE_TIMEOUT = 2.0
+
+
 def demo_site() -> Site:
-    """The demo as a C{Site} whose every response closes its connection."""
-    site = Site(DemoPage())
+    """
+    The demo as a C{Site} whose every response closes its connection, and
+    which closes connections idle for L{IDLE_TIMEOUT} seconds.
+    """
+    site = Site(DemoPage(), timeout=IDLE_TIMEOUT)
     site.requestFactory = _ClosingRequest
     return site

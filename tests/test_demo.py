@@ -10,6 +10,7 @@ import base64
 import json
 import socket
 import ssl
+import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
@@ -186,6 +187,31 @@ class DemoOverTLSTests(TestCase):
             self.assertEqual(status, "HTTP/1.1 404 Not Found")
             self.assertEqual(headers["connection"], "close")
             self.assertTrue(closed)
+
+        return ensureDeferred(run())
+
+    def test_idle_connection_closed(self):
+        """
+        A connection that sends no request (a browser's preconnect) is
+        closed after the idle timeout, so a later reload makes a new one.
+        """
+
+        def idle(port):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            with DEFAULT_CONTEXT.wrap_socket(raw, server_hostname="localhost") as s:
+                start = time.monotonic()
+                try:
+                    while s.recv(4096):
+                        pass  # TLS 1.3 tickets, then the close
+                except (ssl.SSLError, OSError):
+                    pass
+                return time.monotonic() - start
+
+        async def run():
+            port, _ = await self.serve()
+            waited = await deferToThread(idle, port)
+            self.assertGreaterEqual(waited, _demo.IDLE_TIMEOUT - 0.5)
+            self.assertLess(waited, _demo.IDLE_TIMEOUT + 5)
 
         return ensureDeferred(run())
 
