@@ -105,7 +105,8 @@ class RotationPolicy:
             or not self.interval > 0
         ):
             raise ValueError(
-                f"the rotation interval must be positive, not {self.interval!r}"
+                f"the rotation interval must be a positive number of seconds, "
+                f"not {self.interval!r}"
             )
         if (
             isinstance(self.keep, bool)

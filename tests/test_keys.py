@@ -113,7 +113,9 @@ class RotationPolicyTests(SynchronousTestCase):
     def test_validation(self):
         for bad in (0, -1, "12h", None, True):
             e = self.assertRaises(ValueError, RotationPolicy, interval=bad)
-            self.assertIn("rotation interval must be positive", str(e))
+            self.assertIn(
+                "rotation interval must be a positive number of seconds", str(e)
+            )
         for bad in (-1, 1.5, "2", True):
             e = self.assertRaises(ValueError, RotationPolicy, keep=bad)
             self.assertIn("number of old keys kept must be 0 or more", str(e))
