@@ -121,8 +121,6 @@ class MemorySessionCache:
     def _sweep(self, now: float) -> None:
         """Drop every entry whose second has passed, each looked at once."""
         seconds = self._seconds
-        if not seconds or seconds[0] > now:
-            return
         entries = self._entries
         unpack = _EXPIRY.unpack_from
         while seconds and seconds[0] <= now:
@@ -162,12 +160,12 @@ class MemorySessionCache:
 
         @raise ValueError: if C{lifetime} is infinite or not a number.
         """
-        if not math.isfinite(lifetime):
-            raise ValueError(
-                f"a session lifetime must be a finite number of seconds, "
-                f"not {lifetime!r}"
-            )
-        if lifetime <= 0:
+        if not 0 < lifetime < math.inf:
+            if not math.isfinite(lifetime):
+                raise ValueError(
+                    f"a session lifetime must be a finite number of seconds, "
+                    f"not {lifetime!r}"
+                )
             self.remove_now(session_id)
             return
         now = self._clock.seconds()
@@ -175,7 +173,9 @@ class MemorySessionCache:
         old = entries.pop(session_id, None)
         if old is not None:
             self._bytes -= len(session_id) + len(old) - _HEADER
-        self._sweep(now)
+        seconds = self._seconds
+        if seconds and seconds[0] <= now:
+            self._sweep(now)
         while len(entries) >= self.max_entries:
             key, value = entries.popitem(last=False)
             self._bytes -= len(key) + len(value) - _HEADER
@@ -192,7 +192,7 @@ class MemorySessionCache:
         bucket = self._expiring.get(second)
         if bucket is None:
             self._expiring[second] = [session_id]
-            heappush(self._seconds, second)
+            heappush(seconds, second)
         else:
             bucket.append(session_id)
         self._indexed += 1
