@@ -7,7 +7,13 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from resumetls._cacheurl import CacheURLError, cache_from_url
+from resumetls import _cacheurl
+from resumetls._cacheurl import (
+    CacheURLError,
+    cache_from_url,
+    register_backend,
+    safe_url,
+)
 from resumetls._memorycache import MemorySessionCache
 
 
@@ -56,6 +62,86 @@ class CacheURLTests(SynchronousTestCase):
         )
         self.assertMessage(
             "memory://host/x",
-            "session cache 'memory://host/x': memory:// takes no host or path; "
-            "write memory:// or memory://?size=N",
+            "session cache 'memory://host/x': memory:// takes no host, path or "
+            "fragment; write memory:// or memory://?size=N",
         )
+        self.assertMessage(
+            "memory://#x",
+            "session cache 'memory://#x': memory:// takes no host, path or "
+            "fragment; write memory:// or memory://?size=N",
+        )
+        self.assertMessage(
+            "memory://?size=+5",
+            "session cache 'memory://?size=+5': size must be a positive integer, "
+            "not ' 5'",
+        )
+        self.assertMessage(
+            "memory://?size=\u0663",
+            "session cache 'memory://?size=\u0663': size must be a positive "
+            "integer, not '\u0663'",
+        )
+        self.assertMessage(
+            "memory://?size=1&size=2",
+            "session cache 'memory://?size=1&size=2': size is given twice; give it once",
+        )
+        for bad in ("memory://?size", "memory://?&"):
+            self.assertMessage(
+                bad,
+                f"session cache {bad!r}: cannot read the parameters after '?'; "
+                "write name=value pairs joined by '&'",
+            )
+
+    def test_not_a_url(self):
+        self.assertMessage(
+            "redis://[::1",
+            "session cache 'redis://[::1' is not a URL (Invalid IPv6 URL); "
+            "known: memory://",
+        )
+
+    def test_empty_query_is_default(self):
+        self.assertEqual(cache_from_url("memory://?", Clock()).max_entries, 20480)
+        self.assertEqual(cache_from_url("memory:///", Clock()).max_entries, 20480)
+
+    def test_safe_url(self):
+        """Credentials never survive into messages, however they are written."""
+        for url, shown in [
+            ("redis://user:hunter2@h:6379/0", "redis://user:***@h:6379/0"),
+            ("redis://:hunter2@h", "redis://:***@h"),
+            ("redis://hunter2@h/0", "redis://***@h/0"),
+            ("redis://u:hun@ter/2?@h/0", "redis://u:***@h/0"),
+            ("redis://h/0?db=1&password=hunter2", "redis://h/0?db=1&password=***"),
+            ("redis://h/0?Token=hunter2#f", "redis://h/0?Token=***#f"),
+            ("memory://?size=5", "memory://?size=5"),
+        ]:
+            self.assertEqual(safe_url(url), shown)
+        e = self.assertRaises(
+            CacheURLError, cache_from_url, "memory://u:hunter2@h?size=1", Clock()
+        )
+        self.assertNotIn("hunter2", str(e))
+
+    def test_registry(self):
+        """
+        A backend registered for a scheme is what its URLs build; callers and
+        messages follow without change.
+        """
+        made = []
+
+        def factory(url, parts, params, clock):
+            made.append((parts.hostname, params, clock))
+            return MemorySessionCache(max_entries=1, clock=clock)
+
+        self.patch(_cacheurl, "BACKENDS", dict(_cacheurl.BACKENDS))
+        register_backend("Fake", factory)
+        clock = Clock()
+        cache = cache_from_url("fake://h?db=2", clock)
+        self.assertIsInstance(cache, MemorySessionCache)
+        self.assertEqual(made, [("h", {"db": "2"}, clock)])
+        self.assertMessage(
+            "nope://", "unknown session cache 'nope://'; known: fake://, memory://"
+        )
+
+    def test_backend_must_make_a_cache(self):
+        self.patch(_cacheurl, "BACKENDS", dict(_cacheurl.BACKENDS))
+        register_backend("bad", lambda *a: object())
+        e = self.assertRaises(TypeError, cache_from_url, "bad://", Clock())
+        self.assertEqual(str(e), "the bad:// backend did not make an ISessionCache")
