@@ -374,6 +374,42 @@ def environment(tmp: str) -> dict[str, str]:
     return env
 
 
+def _drop_file_capabilities() -> None:
+    """
+    In a child about to exec: take away root's power to read and search any
+    file (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so file modes apply to it.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_capbset_drop = 24
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def run_unprivileged(code: str) -> str:
+    """
+    Run Python C{code} with file modes applying to it (as root, without the
+    capabilities that let root read every file) and this checkout first on
+    the path, and return what it printed.  For tests of files a user cannot
+    read.
+    """
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        preexec_fn=_drop_file_capabilities if os.geteuid() == 0 else None,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"exited with {proc.returncode}:\n{proc.stderr}")
+    return proc.stdout
+
+
 def start_process(testcase: Any, argv: list[str], port: int | None = None) -> Any:
     """Start a server process; stop it (TERM, then KILL) in cleanup."""
     import sys
