@@ -272,7 +272,7 @@ def build(config: ServerConfig, reactor: Any) -> Any:
     watcher = None
     if config.ticket_keys:
         try:
-            ring = KeyRing.from_keyset(load_key_file(config.ticket_keys))
+            ring = KeyRing.from_keyset(load_key_file(config.ticket_keys), clock=reactor)
         except KeyFileError as e:
             raise ConfigError(str(e)) from None
         from resumetls._reload import KeyFileWatcher

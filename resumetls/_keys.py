@@ -207,7 +207,9 @@ class KeyRing:
     ) -> KeyRing:
         """
         A ring of keys read from a key file (see L{load_key_file}).  It does
-        not rotate by itself: the file is rotated and reloaded instead.
+        not rotate by itself: the file is rotated and reloaded instead.  With
+        a C{clock}, the encrypting key's age is measured from when this ring
+        began to use it.
         """
         return cls(keys, clock=clock, source=source)
 
@@ -361,7 +363,12 @@ class KeyRing:
             keys = encrypting
         else:
             keys = KeySet(encrypting, tuple(decrypt_only), tuple(pending))
-        self._install(keys, self._now())
+        since = self._now()
+        if self.policy is None and keys.encrypting.name == self._encrypting.name:
+            # A reloaded file whose encrypting key did not change: the key's
+            # age (a metric) goes on from when it began to encrypt here.
+            since = self._since if self._since is not None else since
+        self._install(keys, since)
 
 
 def _generated() -> TicketKey:

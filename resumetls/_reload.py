@@ -7,6 +7,7 @@ file that cannot be used is refused and the keys in use stay.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 from twisted.internet.task import LoopingCall
@@ -47,12 +48,15 @@ class KeyFileWatcher:
         return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
     def start(self) -> None:
+        """Watch the file, and reload it on SIGHUP."""
         if not self._loop.running:
             self._loop.start(self.interval, now=False)
+        _sighup.add(self)
 
     def stop(self) -> None:
         if self._loop.running:
             self._loop.stop()
+        _sighup.discard(self)
 
     def _poll(self) -> None:
         # A LoopingCall stops for good when its function raises: never let it.
@@ -111,3 +115,61 @@ class KeyFileWatcher:
             event="resumetls.keys.reloaded",
         )
         return True
+
+
+class _SighupReloads:
+    """
+    One SIGHUP handler for the process, reloading every started watcher's
+    key file (nginx's and HAProxy's convention), whichever Twisted program
+    runs it: C{twist resumetls}, or C{twist web --listen resumetls:…}, whose
+    default SIGHUP action would end the process.  A Python handler that was
+    there before is called too; the previous handler comes back when the
+    last watcher stops.
+    """
+
+    def __init__(self, reactor: Any = None) -> None:
+        self.reactor = reactor  # the global reactor when None
+        self._watchers: list[KeyFileWatcher] = []
+        self._previous: Any = None
+        self._installed = False
+
+    def add(self, watcher: KeyFileWatcher) -> None:
+        if watcher in self._watchers:
+            return
+        self._watchers.append(watcher)
+        if not self._installed and hasattr(signal, "SIGHUP"):
+            try:
+                self._previous = signal.signal(signal.SIGHUP, self._on_hup)
+            except ValueError:  # not the main thread: file changes still reload
+                _log.warn(
+                    "cannot handle SIGHUP outside the main thread; ticket key "
+                    "files are reloaded when they change",
+                    event="resumetls.keys.no_sighup",
+                )
+                return
+            self._installed = True
+
+    def discard(self, watcher: KeyFileWatcher) -> None:
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
+        if not self._watchers and self._installed:
+            try:
+                signal.signal(signal.SIGHUP, self._previous or signal.SIG_DFL)
+            except ValueError:
+                return
+            self._installed = False
+            self._previous = None
+
+    def _on_hup(self, signum: int, frame: Any) -> None:
+        reactor = self.reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        # A signal handler runs between two bytecodes of whatever the main
+        # thread was doing: reload from the reactor loop, not here.
+        for w in list(self._watchers):
+            reactor.callFromThread(w.reload, "SIGHUP")
+        if callable(self._previous):
+            self._previous(signum, frame)
+
+
+_sighup = _SighupReloads()

@@ -13,7 +13,7 @@ line is parsed, before anything listens.
 from __future__ import annotations
 
 import os
-import signal
+import sys
 from typing import Any
 
 from twisted.application import service
@@ -75,6 +75,10 @@ _PORT_LISTENER_OPTIONS = (
     "no-tickets",
     "no-session-ids",
 )
+
+
+class _ValueRefused(usage.UsageError):
+    """An option value that cannot be used; the message says why, in a line."""
 
 
 class Options(usage.Options):
@@ -141,6 +145,21 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
 
+    def parseOptions(self, options: Any = None) -> None:  # noqa: N802
+        """
+        Under C{twist}, an option whose I{value} is refused (a missing file,
+        a key that does not match, a bad number) ends the process with that
+        one line on stderr and exit status 64 (EX_USAGE), instead of the line
+        followed by the whole usage text; unknown options still show it.
+        """
+        try:
+            super().parseOptions(options)
+        except _ValueRefused as e:
+            if getattr(self, "parent", None) is None:
+                raise
+            sys.stderr.write(f"Error: {e}\n")
+            raise SystemExit(64) from None
+
     def opt_listen(self, description: str) -> None:
         """Listen on this endpoint (repeatable), e.g. resumetls:8443:certKey=…"""
         self["listen"].append(description)
@@ -150,12 +169,12 @@ class Options(usage.Options):
         try:
             config = parse(raw, COMMAND_NAMES, "--")
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
+            raise _ValueRefused(str(e)) from None
         config = _with_flags(config, self)
         self.config = config
         chosen = [n for n in ("factory", "wsgi", "path") if self[n]]
         if len(chosen) > 1:
-            raise usage.UsageError(
+            raise _ValueRefused(
                 "give only one of --factory, --wsgi and --path, not "
                 + " and ".join("--" + n for n in chosen)
             )
@@ -167,10 +186,10 @@ class Options(usage.Options):
         elif self["wsgi"]:
             self.target = _resolve("--wsgi", self["wsgi"])
             if not callable(self.target):
-                raise usage.UsageError(f"--wsgi {self['wsgi']} is not callable")
+                raise _ValueRefused(f"--wsgi {self['wsgi']} is not callable")
         elif self["path"]:
             if not os.path.isdir(self["path"]):
-                raise usage.UsageError(f"--path {self['path']}: not a directory")
+                raise _ValueRefused(f"--path {self['path']}: not a directory")
             self.target = os.path.abspath(self["path"])
         # Each listener: (description or None, ServerConfig or None,
         # context factory or None, key file watcher or None).
@@ -184,7 +203,7 @@ class Options(usage.Options):
                 if self[n] != self.defaults.get(n, 0)
             ]
             if given:
-                raise usage.UsageError(
+                raise _ValueRefused(
                     f"{given[0]} does not apply with --listen: put the listener's "
                     "options in its resumetls: string (e.g. resumetls:8443:"
                     "certKey=cert.pem:privateKey=key.pem:ticketKeys=ticket.keys)"
@@ -197,7 +216,7 @@ class Options(usage.Options):
                 try:
                     listen_config = parse_endpoint(args, kwargs)
                 except ConfigError as e:
-                    raise usage.UsageError(f"--listen {description}: {e}") from None
+                    raise _ValueRefused(f"--listen {description}: {e}") from None
                 self.listeners.append(_built(description, listen_config))
         if self["metrics"]:
             from resumetls._metrics import loopback_endpoint
@@ -218,7 +237,7 @@ def _built(description: str | None, config: Any) -> tuple:
         factory, watcher = build(config, _ReactorClock())
     except ConfigError as e:
         where = f"--listen {description}: " if description else ""
-        raise usage.UsageError(where + str(e)) from None
+        raise _ValueRefused(where + str(e)) from None
     return (description, config, factory, watcher)
 
 
@@ -233,12 +252,21 @@ def _with_flags(config: Any, options: Options) -> Any:
 
 
 def _resolve(option: str, name: str) -> Any:
+    """
+    The object a dotted name names.  The current directory is searched
+    first, as C{python -m} and gunicorn do (C{twist}'s own path starts at
+    its script), so C{--factory examples.echo.EchoFactory} works from the
+    directory that holds C{examples/}.
+    """
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
     try:
         return namedAny(name)
     except (ImportError, AttributeError, ValueError) as e:
-        raise usage.UsageError(f"{option} {name}: cannot import it ({e})") from None
+        raise _ValueRefused(f"{option} {name}: cannot import it ({e})") from None
     except Exception as e:  # noqa: BLE001 - the user's module failed to import
-        raise usage.UsageError(
+        raise _ValueRefused(
             f"{option} {name}: importing it raised {type(e).__name__}: {e}"
         ) from None
 
@@ -252,17 +280,17 @@ def _protocol_factory_from(name: str, target: Any) -> Any:
 
     if not IProtocolFactory.providedBy(target):
         if not callable(target):
-            raise usage.UsageError(
+            raise _ValueRefused(
                 f"--factory {name} is neither a protocol factory nor callable"
             )
         try:
             target = target()
         except Exception as e:  # noqa: BLE001 - the user's code, one line
-            raise usage.UsageError(
+            raise _ValueRefused(
                 f"--factory {name}: calling it raised {type(e).__name__}: {e}"
             ) from None
     if not IProtocolFactory.providedBy(target):
-        raise usage.UsageError(
+        raise _ValueRefused(
             f"--factory {name} did not give a protocol factory "
             f"(got {type(target).__name__})"
         )
@@ -288,31 +316,21 @@ def _protocol_factory(options: Options, reactor: Any) -> Any:
 
 
 class _KeyReloadService(service.Service):
-    """Reload ticket key files on SIGHUP, and watch them for changes."""
+    """Reload ticket key files when they change, and on SIGHUP."""
 
     def __init__(self, watchers: list[Any], reactor: Any) -> None:
         self.watchers = watchers
         self.reactor = reactor
-        self._previous = None
 
     def startService(self) -> None:
         super().startService()
         for w in self.watchers:
             w.start()
-        if self.watchers and hasattr(signal, "SIGHUP"):
-
-            def on_hup(signum: int, frame: Any) -> None:
-                for w in self.watchers:
-                    self.reactor.callFromThread(w.reload, "SIGHUP")
-
-            self._previous = signal.signal(signal.SIGHUP, on_hup)
 
     def stopService(self) -> None:
         super().stopService()
         for w in self.watchers:
             w.stop()
-        if self._previous is not None:
-            signal.signal(signal.SIGHUP, self._previous)
 
 
 class _AnnounceService(service.Service):
@@ -361,8 +379,40 @@ def _endpoint_or_exit(reactor: Any, option: str, description: str) -> Any:
         raise SystemExit(f"Error: {option} {description}: {e}") from None
 
 
-def makeService(options: Options) -> service.MultiService:  # noqa: N802
+def _listener(endpoint: Any, factory: Any, option: str) -> service.Service:
+    """
+    A service listening on C{endpoint}.  C{twist} starts services before
+    the reactor runs: a port in use, a bad interface or a privileged port
+    ends the process with one line naming the option, rather than a
+    traceback and a server that runs without listening.
+    """
     from twisted.application.internet import StreamServerEndpointService
+
+    class Listener(StreamServerEndpointService):
+        _raiseSynchronously = True
+
+        def privilegedStartService(self) -> None:
+            try:
+                super().privilegedStartService()
+            except Exception as e:  # noqa: BLE001 - any endpoint's error, one line
+                raise SystemExit(f"Error: {option}: {_listen_error(e)}") from None
+
+    return Listener(endpoint, factory)
+
+
+def _listen_error(e: Exception) -> str:
+    """What went wrong when listening, in words, e.g. C{cannot listen on
+    127.0.0.1 port 8443: Address already in use}."""
+    from twisted.internet.error import CannotListenError
+
+    if isinstance(e, CannotListenError):
+        where = e.interface or "all interfaces"
+        reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+        return f"cannot listen on {where} port {e.port}: {reason}"
+    return f"cannot listen: {e}"
+
+
+def makeService(options: Options) -> service.MultiService:  # noqa: N802
     from twisted.internet import reactor
     from twisted.internet.endpoints import SSL4ServerEndpoint
 
@@ -385,14 +435,17 @@ def makeService(options: Options) -> service.MultiService:  # noqa: N802
                 backlog=config.backlog,
                 interface=config.interface,
             )
-        StreamServerEndpointService(endpoint, app).setServiceParent(top)
+        option = (
+            f"--listen {description}" if description else f"--port {config.port}"
+        )
+        _listener(endpoint, app, option).setServiceParent(top)
     _KeyReloadService(watchers, reactor).setServiceParent(top)
     if options.metrics_endpoint is not None:
         from resumetls._metrics import metrics_site
 
         endpoint = _endpoint_or_exit(reactor, "--metrics", options.metrics_endpoint)
-        StreamServerEndpointService(
-            endpoint, metrics_site(_registry.factories)
+        _listener(
+            endpoint, metrics_site(_registry.factories), f"--metrics {options['metrics']}"
         ).setServiceParent(top)
     _AnnounceService(options).setServiceParent(top)
     return top

@@ -308,6 +308,24 @@ class KeyRingTests(EventsMixin, SynchronousTestCase):
         self.assertIsNone(ring.decrypting_key(a.name))
         self.assertEqual(ring.generation, generation + 2)
 
+    def test_age_of_file_keys(self):
+        """
+        A ring read from a key file with a clock reports the encrypting key's
+        age (the key age metric); a reload that keeps the encrypting key
+        keeps its age, one that changes it starts again.
+        """
+        a, b = TicketKey.generate(), TicketKey.generate()
+        ring = KeyRing.from_keyset(KeySet(a), clock=self.clock)
+        self.clock.advance(30)
+        self.assertEqual(ring.describe().encrypting_age, 30)
+        ring.replace(KeySet(a, (b,)))
+        self.clock.advance(10)
+        self.assertEqual(ring.describe().encrypting_age, 40)
+        ring.replace(KeySet(b, (a,)))
+        self.clock.advance(5)
+        self.assertEqual(ring.describe().encrypting_age, 5)
+        self.assertIsNone(KeyRing.from_keyset(KeySet(a)).describe().encrypting_age)
+
     def test_replace_refused_keeps_keys(self):
         """Keys with a shared name are refused and the keys in use stay."""
         a, b = TicketKey.generate(), TicketKey.generate()

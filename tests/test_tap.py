@@ -11,17 +11,18 @@ import signal
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 from twisted.web.static import File
 from twisted.web.wsgi import WSGIResource
 
-from resumetls import _tap
+from resumetls import _reload, _tap
 from resumetls._context import ResumingContextFactory
 from resumetls._demo import DemoPage
-from resumetls._keyfiles import write_haproxy_keys
-from resumetls._keys import TicketKey
+from resumetls._keyfiles import load_key_file, write_haproxy_keys
+from resumetls._keys import KeyRing, TicketKey
 
 from . import _support
 
@@ -304,27 +305,23 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertTrue(str(e.code).startswith("Error: --listen tcp:http: "), e.code)
 
 
-class FakeWatcher:
-    def __init__(self):
-        self.reloads = []
-        self.running = False
-
-    def start(self):
-        self.running = True
-
-    def stop(self):
-        self.running = False
-
-    def reload(self, why):
-        self.reloads.append(why)
-
-
 class ImmediateReactor:
     def callFromThread(self, f, *args):  # noqa: N802
         f(*args)
 
 
 class KeyReloadServiceTests(SynchronousTestCase):
+    def watchers(self, n):
+        """Real key file watchers, and SIGHUP reloads run at once."""
+        self.patch(_reload, "_sighup", _reload._SighupReloads(ImmediateReactor()))
+        found = []
+        for _ in range(n):
+            path = os.path.abspath(self.mktemp())
+            write_haproxy_keys(path, [TicketKey.generate() for _ in range(3)])
+            ring = KeyRing.from_keyset(load_key_file(path))
+            found.append(_reload.KeyFileWatcher(path, ring, Clock()))
+        return found
+
     def test_sighup(self):
         """
         Starting installs a SIGHUP handler that reloads every watcher;
@@ -332,17 +329,30 @@ class KeyReloadServiceTests(SynchronousTestCase):
         """
         previous = signal.getsignal(signal.SIGHUP)
         self.addCleanup(signal.signal, signal.SIGHUP, previous)
-        watchers = [FakeWatcher(), FakeWatcher()]
-        service = _tap._KeyReloadService(watchers, ImmediateReactor())
+        watchers = self.watchers(2)
+        service = _tap._KeyReloadService(watchers, None)
         service.startService()
-        self.assertTrue(all(w.running for w in watchers))
+        self.assertTrue(all(w._loop.running for w in watchers))
         handler = signal.getsignal(signal.SIGHUP)
         self.assertNotEqual(handler, previous)
         handler(signal.SIGHUP, None)
-        self.assertEqual([w.reloads for w in watchers], [["SIGHUP"], ["SIGHUP"]])
+        self.assertEqual([w.reloads for w in watchers], [1, 1])
         service.stopService()
         self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
-        self.assertFalse(any(w.running for w in watchers))
+        self.assertFalse(any(w._loop.running for w in watchers))
+
+    def test_previous_handler_called(self):
+        """A Python SIGHUP handler that was there before still runs."""
+        calls = []
+        previous = signal.signal(signal.SIGHUP, lambda n, f: calls.append(n))
+        self.addCleanup(signal.signal, signal.SIGHUP, previous)
+        (watcher,) = self.watchers(1)
+        watcher.start()
+        signal.getsignal(signal.SIGHUP)(signal.SIGHUP, None)
+        self.assertEqual((watcher.reloads, calls), (1, [signal.SIGHUP]))
+        watcher.stop()
+        signal.getsignal(signal.SIGHUP)(signal.SIGHUP, None)
+        self.assertEqual((watcher.reloads, calls), (1, [signal.SIGHUP] * 2))
 
     def test_no_watchers(self):
         """Without key files, SIGHUP keeps its default meaning."""

@@ -11,6 +11,8 @@ import json
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -155,6 +157,111 @@ class TwistResumetlsTests(TestCase):
 
         return ensureDeferred(run())
 
+    def test_web_listen_sighup(self):
+        """
+        Under C{twist web --listen resumetls:…:ticketKeys=…}, SIGHUP reloads
+        the key file (it does not end the process, SIGHUP's default), and a
+        ticket under the old key still resumes.
+        """
+
+        async def run():
+            cert, key = pem_files(self)
+            keyfile = os.path.abspath(self.mktemp())
+            a, b, c, d = (TicketKey.generate() for _ in range(4))
+            write_haproxy_keys(keyfile, [a, b, c])
+            port = free_port()
+            docs = os.path.abspath(self.mktemp())
+            os.makedirs(docs)
+            with open(os.path.join(docs, "index.html"), "w") as f:
+                f.write("hello\n")
+            proc = start_process(
+                self,
+                twist(
+                    "web",
+                    "--listen",
+                    f"resumetls:{port}:interface=127.0.0.1:privateKey={key}"
+                    f":certKey={cert}:ticketKeys={keyfile}",
+                    "--path",
+                    docs,
+                ),
+                port,
+            )
+            under_b = os.path.abspath(self.mktemp())
+            await s_client(port, None, under_b, "-tls1_2", http=True)
+            self.assertEqual(_support.session_ticket(under_b)[:16], b.name)
+            write_haproxy_keys(keyfile, [b, c, d])
+            os.kill(proc.pid, signal.SIGHUP)
+            await self.wait_for_log(proc, "resumetls.keys.reloaded")
+            self.assertIn('"why": "SIGHUP"', _support.read_output(proc))
+            self.assertIsNone(proc.poll())
+            again = await s_client(port, under_b, None, "-tls1_2", http=True)
+            self.assertTrue(again["reused"])
+            self.assertEqual(again["tickets"][-1][:16], c.name)
+
+        return ensureDeferred(run())
+
+    def test_reload_keeps_connections(self):
+        """
+        A connection open while the key file is reloaded (SIGHUP) goes on
+        working: reloading swaps keys, not listeners.
+        """
+
+        async def run():
+            cert, key = pem_files(self)
+            keyfile = os.path.abspath(self.mktemp())
+            keys = [TicketKey.generate() for _ in range(4)]
+            write_haproxy_keys(keyfile, keys[:3])
+            port = free_port()
+            proc = start_process(
+                self,
+                twist(
+                    "resumetls",
+                    "--port",
+                    str(port),
+                    "--certificate",
+                    cert,
+                    "--key",
+                    key,
+                    "--ticket-keys",
+                    keyfile,
+                    "--factory",
+                    "examples.echo.EchoFactory",
+                ),
+                port,
+            )
+            ctx = _support.python_context(ssl.TLSVersion.TLSv1_3, False, cert)
+            conn = await deferToThread(
+                lambda: ctx.wrap_socket(
+                    socket.create_connection(("127.0.0.1", port), timeout=10),
+                    server_hostname="localhost",
+                )
+            )
+            self.addCleanup(conn.close)
+
+            def echo(text):
+                conn.sendall(text + b"\n")
+                line = b""
+                while not line.endswith(b"\n"):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    line += chunk
+                return line
+
+            self.assertEqual(
+                await deferToThread(echo, b"before"),
+                b"[TLSv1.3, full handshake] before\n",
+            )
+            write_haproxy_keys(keyfile, keys[1:])
+            os.kill(proc.pid, signal.SIGHUP)
+            await self.wait_for_log(proc, "resumetls.keys.reloaded")
+            self.assertEqual(
+                await deferToThread(echo, b"after"),
+                b"[TLSv1.3, full handshake] after\n",
+            )
+
+        return ensureDeferred(run())
+
     def test_key_file_reload(self):
         """
         A ticket issued under the old key still resumes after the key file
@@ -197,6 +304,8 @@ class TwistResumetlsTests(TestCase):
                 (await deferToThread(https_get, port, "/status.json"))[1]
             )
             self.assertEqual(status["server"]["tickets_renewed"], 1)
+            # the encrypting key's age is known for file keys too (a metric)
+            self.assertGreaterEqual(status["server"]["keys"]["encrypting_age"], 0)
 
             with open(keyfile, "w") as f:
                 f.write("garbage\n")
@@ -394,18 +503,94 @@ class OptionErrorTests(SynchronousTestCase):
             self.assertIn(message, text, argv)
             self.assertNotIn("Traceback", text, argv)
 
-    def test_command_line(self):
-        """The same from the command line: one line on stderr, exit 1."""
-        out = subprocess.run(
-            [sys.executable, "-m", "twisted", "resumetls", "--port", "nope"],
+    def run_twist(self, *argv):
+        return subprocess.run(
+            [sys.executable, "-m", "twisted", "resumetls", *argv],
             env=_support.environment(os.path.abspath(self.mktemp())),
             capture_output=True,
             text=True,
             timeout=60,
         )
-        self.assertNotEqual(out.returncode, 0)
-        self.assertIn("--port must be a number, not 'nope'", out.stderr + out.stdout)
-        self.assertNotIn("Traceback", out.stderr + out.stdout)
+
+    def test_command_line(self):
+        """
+        From the command line, a refused value is that one line on stderr
+        and exit status 64 (EX_USAGE), without the usage text; an unknown
+        option still shows the usage.
+        """
+        cert, key = pem_files(self)
+        _, other_key = pem_files(self, "rsa")
+        cases = [
+            (["--port", "nope"], "--port must be a number, not 'nope'"),
+            (
+                ["--certificate", cert, "--key", other_key],
+                f"the private key {other_key} does not match the certificate {cert}",
+            ),
+            (
+                ["--certificate", "/nope.pem", "--key", key],
+                "--certificate: /nope.pem: no such file",
+            ),
+            (
+                ["--wsgi", "no.such.module.app"],
+                "--wsgi no.such.module.app: cannot import it ('no.such.module.app' does "
+                "not name an object)",
+            ),
+            (
+                ["--session-cache", "redis://127.0.0.1"],
+                "unknown session cache 'redis://127.0.0.1'; known: memory://",
+            ),
+        ]
+        for argv, message in cases:
+            out = self.run_twist(*argv)
+            self.assertEqual((out.returncode, out.stderr), (64, f"Error: {message}\n"))
+            self.assertEqual(out.stdout, "")
+        out = self.run_twist("--bogus")
+        self.assertEqual(out.returncode, 64)
+        self.assertIn("Error: option --bogus not recognized", out.stderr + out.stdout)
+        self.assertIn("--ticket-keys", out.stderr + out.stdout)
+
+    def test_cannot_listen(self):
+        """
+        A port in use (for the server or the metrics) or an interface that
+        does not exist: one line naming the option, exit 1, and the process
+        ends rather than running without listening.
+        """
+        import socket
+
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = [
+            (
+                ["--port", str(port), "--interface", "127.0.0.1"],
+                f"--port {port}: cannot listen on 127.0.0.1 port {port}: "
+                "Address already in use",
+            ),
+            (
+                [
+                    "--port",
+                    str(free_port()),
+                    "--interface",
+                    "127.0.0.1",
+                    "--metrics",
+                    str(port),
+                ],
+                f"--metrics {port}: cannot listen on 127.0.0.1 port {port}: "
+                "Address already in use",
+            ),
+            (
+                ["--port", "0", "--interface", "no-such-host.invalid"],
+                "--port 0: cannot listen on no-such-host.invalid port 0: ",
+            ),
+        ]
+        for argv, message in cases:
+            out = self.run_twist(*argv)
+            self.assertEqual(out.returncode, 1, out.stderr)
+            self.assertEqual(len(out.stderr.splitlines()), 1, out.stderr)
+            self.assertTrue(out.stderr.startswith(f"Error: {message}"), out.stderr)
+            self.assertNotIn("Traceback", out.stderr + out.stdout)
 
 
 class EndpointTests(TestCase):
