@@ -100,7 +100,9 @@ td,th{{padding:.2em .8em;text-align:left}} .yes{{color:#070}} .no{{color:#a50}}
 <tr><th>mechanism</th><td id="mechanism">{mechanism}</td></tr>
 </table>
 <p>Every response closes its connection: reload the page and the next
-connection should say <em>resumed</em>.</p>
+connection should say <em>resumed</em>. (Browsers do not resume sessions
+after a certificate warning was clicked through: trust the certificate, for
+the development certificate start Chromium as the server's log says.)</p>
 <h2>Server counters</h2>
 <table>{counters}</table>
 {warning}

@@ -26,6 +26,26 @@ def data_dir() -> str:
     return os.path.join(base, "resumetls")
 
 
+def spki_pin(cert_path: str) -> str:
+    """
+    The certificate's public key pin (base64 SHA-256 of its
+    SubjectPublicKeyInfo), what Chromium's
+    C{--ignore-certificate-errors-spki-list} takes to trust exactly it.
+    """
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    with open(cert_path, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    spki = cert.public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
 def _still_valid(cert_path: str, key_path: str) -> bool:
     """
     Whether the files hold a certificate valid for at least another day and
@@ -129,9 +149,13 @@ def development_certificate() -> tuple[str, str]:
     _log.warn(
         "Serving a self-signed development certificate for localhost ({cert}, "
         "{state}); browsers will warn about it. It is for development only: "
-        "give --certificate and --key for anything else.",
+        "give --certificate and --key for anything else. Browsers do not "
+        "resume sessions on a connection whose certificate warning was "
+        "clicked through: to see resumption in Chromium, start it with "
+        "--ignore-certificate-errors-spki-list={pin} (this certificate only).",
         cert=cert_path,
         state="made now" if made else "made earlier",
+        pin=spki_pin(cert_path),
         event="resumetls.devcert",
     )
     return cert_path, key_path

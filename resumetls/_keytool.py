@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from resumetls._keyfiles import (
@@ -114,7 +115,9 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _parser() -> _Parser:
-    parser = _Parser(prog="resumetls keys", description=__doc__.split("\n\n")[0])
+    # The docstring's first paragraph, without its epytext markup (C{...}).
+    summary = re.sub(r"[A-Z]\{([^}]*)\}", r"\1", __doc__.split("\n\n")[0])
+    parser = _Parser(prog="resumetls keys", description=summary)
     sub = parser.add_subparsers(
         dest="command",
         required=True,

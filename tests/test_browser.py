@@ -11,32 +11,39 @@ descriptors 3 and 4), so no websocket client is needed.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
 import time
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from twisted.trial.unittest import SkipTest, TestCase
+
+from resumetls._devcert import spki_pin
 
 from . import _support
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def spki_hash(cert_path: str) -> str:
-    """What --ignore-certificate-errors-spki-list wants: base64 SHA-256 of SPKI."""
-    with open(cert_path, "rb") as f:
-        cert = x509.load_pem_x509_certificate(f.read())
-    spki = cert.public_key().public_bytes(
-        Encoding.DER, PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+def spki_flag(log: str) -> str:
+    """
+    The Chromium flag the server's development certificate warning gives
+    (the log is C{twist}'s JSON lines: render the event as a person sees it).
+    """
+    from twisted.logger import eventFromJSON, formatEvent
+
+    for line in log.split("\x1e"):
+        if '"resumetls.devcert"' in line:
+            text = formatEvent(eventFromJSON(line.strip()))
+            found = re.findall(
+                r"--ignore-certificate-errors-spki-list=[A-Za-z0-9+/=]+", text
+            )
+            if found:
+                return found[0]
+    raise AssertionError(f"no Chromium flag in the log:\n{log[-3000:]}")
 
 
 class DevTools:
@@ -121,6 +128,8 @@ class ChromiumTests(TestCase):
             self, ["-m", "twisted", "resumetls", "--port", str(port)], port
         )
         cert = os.path.join(proc.tmp, "data", "resumetls", "dev-cert.pem")
+        flag = spki_flag(_support.read_output(proc))
+        self.assertEqual(flag.split("=", 1)[1], spki_pin(cert))
         profile = os.path.abspath(self.mktemp())
         browser = DevTools(
             [
@@ -134,9 +143,10 @@ class ChromiumTests(TestCase):
                 "--disable-component-update",
                 "--disable-sync",
                 f"--user-data-dir={profile}",
-                # Trust exactly the development certificate: no certificate
-                # error, so the browser treats the connection normally.
-                f"--ignore-certificate-errors-spki-list={spki_hash(cert)}",
+                # Trust exactly the development certificate, as the server's
+                # log tells the user: no certificate error, so the browser
+                # treats the connection normally (and resumes).
+                flag,
                 "--remote-debugging-pipe",
                 "about:blank",
             ]

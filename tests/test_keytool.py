@@ -207,6 +207,10 @@ class KeyToolTests(SynchronousTestCase):
         code, out, _ = self.run_tool("rotate", "--help")
         self.assertEqual(code, 0)
         self.assertIn("drop the oldest key and append a new one", out)
+        code, out, _ = self.run_tool("--help")
+        self.assertEqual(code, 0)
+        self.assertIn("resumetls keys: generate, rotate and inspect", out)
+        self.assertNotIn("C{", out)
 
     def test_command_line(self):
         """python -m resumetls keys ... dispatches here."""
