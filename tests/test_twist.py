@@ -157,6 +157,87 @@ class TwistResumetlsTests(TestCase):
 
         return ensureDeferred(run())
 
+    def test_certificate_chain(self):
+        """
+        C{--certificate} may hold the leaf followed by its chain: the server
+        sends both, and a client that trusts only the issuing CA verifies it
+        (and resumes).
+        """
+
+        async def run():
+            import datetime
+
+            from cryptography import x509
+            from cryptography.hazmat.primitives import hashes, serialization
+            from cryptography.hazmat.primitives.asymmetric import ec
+            from cryptography.x509.oid import NameOID
+
+            def name(cn):
+                return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+            now = datetime.datetime.now(datetime.timezone.utc)
+            day = datetime.timedelta(days=1)
+            ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in "ab")
+            ca = (
+                x509.CertificateBuilder()
+                .subject_name(name("Test Issuing CA"))
+                .issuer_name(name("Test Issuing CA"))
+                .public_key(ca_key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - day)
+                .not_valid_after(now + day)
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
+                .sign(ca_key, hashes.SHA256())
+            )
+            leaf = (
+                x509.CertificateBuilder()
+                .subject_name(name("localhost"))
+                .issuer_name(ca.subject)
+                .public_key(leaf_key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - day)
+                .not_valid_after(now + day)
+                .add_extension(
+                    x509.SubjectAlternativeName([x509.DNSName("localhost")]), False
+                )
+                .sign(ca_key, hashes.SHA256())
+            )
+            directory = os.path.abspath(self.mktemp())
+            cert, key = _support.write_pem(directory, leaf, leaf_key)
+            with open(cert, "ab") as f:
+                f.write(ca.public_bytes(serialization.Encoding.PEM))
+            cafile = os.path.join(directory, "ca.pem")
+            with open(cafile, "wb") as f:
+                f.write(ca.public_bytes(serialization.Encoding.PEM))
+            port = free_port()
+            start_process(
+                self,
+                twist(
+                    "resumetls",
+                    "--port",
+                    str(port),
+                    "--certificate",
+                    cert,
+                    "--key",
+                    key,
+                ),
+                port,
+            )
+            sess = os.path.abspath(self.mktemp())
+            args = ["-CAfile", cafile, "-verify_return_error", "-showcerts"]
+            out = await deferToThread(
+                _support._s_client,
+                port,
+                [*args, "-servername", "localhost", "-sess_out", sess],
+                _support.HTTP_REQUEST,
+            )
+            self.assertIn("Verify return code: 0 (ok)", out)
+            self.assertIn("1 s:CN = Test Issuing CA", out)
+            again = await s_client(port, sess, None, *args, http=True)
+            self.assertTrue(again["reused"])
+
+        return ensureDeferred(run())
+
     def test_web_listen_sighup(self):
         """
         Under C{twist web --listen resumetls:…:ticketKeys=…}, SIGHUP reloads
