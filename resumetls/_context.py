@@ -14,6 +14,7 @@ its own connection was set up.
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 import attrs
@@ -241,6 +242,49 @@ def _der(cert: Any) -> bytes:
     return repr(cert).encode()
 
 
+def _client_verification(
+    options: Any, verify_mode: int
+) -> tuple[list[bytes], str | None]:
+    """
+    What the client verification of C{options} accepts, as parts of the
+    session ID context, and why it cannot be known (L{None} when it can).
+
+    A certificate accepted by one service must never resume on a service
+    that would refuse it in a full handshake (resumption skips verification),
+    so the accepted CAs go into the context: the DER digests of Twisted's
+    C{OpenSSLCertificateAuthorities} (what C{trustRootFromCertificates} and
+    C{caCerts=} give; sorted, so their order does not matter), a fixed label
+    for OpenSSL's default verify paths (C{platformTrust()}).  When peers are
+    verified against CAs we cannot see (another trust root type, a plain
+    context factory), a random value makes the context unique to this
+    factory: safety over sharing.
+    """
+    from twisted.internet import _sslverify
+
+    trust = getattr(options, "trustRoot", None)
+    if type(trust) is getattr(_sslverify, "OpenSSLCertificateAuthorities", None):
+        digests = sorted(hashlib.sha256(_der(c)).digest() for c in trust._caCerts)
+        return [b"certificate-authorities", *digests], None
+    if type(trust) is getattr(_sslverify, "OpenSSLDefaultPaths", None):
+        return [b"openssl-default-verify-paths"], None
+    if verify_mode == SSL.VERIFY_NONE:
+        return [b"no-client-verification"], None
+    if trust is not None:
+        why = (
+            f"its trust root, a {type(trust).__module__}.{type(trust).__qualname__}, "
+            "does not say which client CAs it accepts (use "
+            "twisted.internet.ssl.trustRootFromCertificates to share sessions)"
+        )
+    else:
+        why = (
+            f"its context factory, a {type(options).__module__}."
+            f"{type(options).__qualname__}, verifies client certificates but "
+            "does not say which CAs it accepts (wrap a CertificateOptions with "
+            "trustRoot=trustRootFromCertificates(...) to share sessions)"
+        )
+    return [b"unidentified-client-cas", os.urandom(32)], why
+
+
 class ContextAlreadyUsedError(ValueError):
     """The wrapped options' context already made connections."""
 
@@ -403,12 +447,21 @@ class ResumingContextFactory:
                 der = None
             if der:
                 certificates.append(der)
-        cas = [_der(c) for c in (getattr(self._options, "caCerts", None) or [])]
-        trust = getattr(self._options, "trustRoot", None)
-        if trust is not None and not cas:
-            cas.append(repr(type(trust)).encode())
+        verify_mode = self._context.get_verify_mode()
+        accepted, unknown = _client_verification(self._options, verify_mode)
+        if unknown is not None:
+            _log.warn(
+                "the session ID context of service {service!r} is random, so "
+                "sessions of this service will not be shared across processes: "
+                "{why}, and a session made with a client certificate must never "
+                "resume on a service that would refuse that certificate",
+                service=self.settings.service,
+                why=unknown,
+                event="resumetls.sid_context.random",
+            )
+        accepted.append(b"verify-depth=%d" % self._context.get_verify_depth())
         return session_id_context(
-            self.settings.service, certificates, self._context.get_verify_mode(), cas
+            self.settings.service, certificates, verify_mode, accepted
         )
 
     def _configure(self) -> Capabilities:
