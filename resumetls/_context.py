@@ -337,6 +337,7 @@ class ResumingContextFactory:
                 "connection, so it cannot be changed any more; wrap the options "
                 "in ResumingContextFactory before listening with them"
             )
+        self._certificate_from_context = False
         self.session_id_context = self._compute_sid_ctx()
         self._key_prefix = self.session_id_context[:16]
         self.capabilities = self._configure()
@@ -441,9 +442,12 @@ class ResumingContextFactory:
             for extra in getattr(self._options, "extraCertChain", None) or []:
                 certificates.append(_der(extra))
         else:
+            self._certificate_from_context = True
             try:
                 der = _openssl.route().certificate_der(self._context)
             except _openssl.OpenSSLRouteUnavailable:
+                # _configure falls back to OpenSSL's cache and ticket keys,
+                # which belong to this context alone: nothing can cross.
                 der = None
             if der:
                 certificates.append(der)
@@ -471,6 +475,15 @@ class ResumingContextFactory:
         ctx.set_timeout(int(s.session_timeout))
         try:
             route = _openssl.route()
+            # Every function this configuration calls, checked before the
+            # context changes: one missing function means the fallback.
+            route.require(
+                _openssl.server_functions(
+                    tickets=s.tickets,
+                    session_cache=s.session_ids,
+                    context_certificate=self._certificate_from_context,
+                )
+            )
         except _openssl.OpenSSLRouteUnavailable as e:
             return self._configure_fallback(str(e))
         if s.tickets:
@@ -487,9 +500,14 @@ class ResumingContextFactory:
         route.set_num_tickets(
             ctx, s.tls13_tickets if (s.tickets or s.session_ids) else 0
         )
-        route.install_server_callbacks(
-            ctx, self, tickets=s.tickets, session_cache=s.session_ids
-        )
+        try:
+            route.install_server_callbacks(
+                ctx, self, tickets=s.tickets, session_cache=s.session_ids
+            )
+        except _openssl.OpenSSLRouteUnavailable as e:
+            # OpenSSL refused a callback: nothing of ours is left installed
+            # that the fallback does not replace.
+            return self._configure_fallback(str(e))
         return Capabilities(custom_tickets=True, external_cache=True, reason=None)
 
     def _configure_fallback(self, reason: str) -> Capabilities:

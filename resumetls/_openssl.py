@@ -93,25 +93,72 @@ _SIGNATURES = {
     "EVP_MAC_CTX_free": "void(*)(void *)",
 }
 
-# What each capability needs; reported by `resumetls doctor`.
-CUSTOM_TICKET_KEYS = (
+# What each part of a server configuration calls.  L{server_functions} puts
+# them together and L{OpenSSLRoute.require} checks them before a context is
+# changed, so a missing function means a clean fallback, never a half-set
+# context or a KeyError.
+TICKET_CALLBACK = (
     "SSL_CTX_set_tlsext_ticket_key_evp_cb",
     "SSL_CTX_clear_options",
+    "SSL_version",
     "EVP_EncryptInit_ex",
     "EVP_DecryptInit_ex",
     "EVP_MAC_CTX_set_params",
     "EVP_aes_128_cbc",
     "EVP_aes_256_cbc",
 )
-EXTERNAL_CACHE = (
+CACHE_CALLBACKS = (
     "SSL_CTX_sess_set_new_cb",
     "SSL_CTX_sess_set_get_cb",
-    "SSL_CTX_sess_set_remove_cb",
     "SSL_SESSION_get_id",
+    "SSL_SESSION_get_timeout",
+    "SSL_version",
     "i2d_SSL_SESSION",
     "d2i_SSL_SESSION",
-    "SSL_SESSION_free",
 )
+HANDSHAKE_OBSERVER = (
+    "SSL_CTX_set_info_callback",
+    "SSL_session_reused",
+    "SSL_version",
+)
+# Every server configuration: the observer that counts handshakes, and the
+# TLS 1.3 ticket count.
+SERVER_COMMON = (*HANDSHAKE_OBSERVER, "SSL_CTX_set_num_tickets")
+# The session ID context of a context factory without a C{certificate}
+# attribute includes the certificate read from its context.
+CONTEXT_CERTIFICATE = ("SSL_CTX_get0_certificate", "i2d_X509")
+
+
+def _unique(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n for g in groups for n in g))
+
+
+# What each capability needs; reported by `resumetls doctor`.
+CUSTOM_TICKET_KEYS = _unique(SERVER_COMMON, TICKET_CALLBACK)
+EXTERNAL_CACHE = _unique(SERVER_COMMON, CACHE_CALLBACKS)
+
+STILL_WORKS = (
+    "Still works: TLS itself, and resumption through OpenSSL's built-in "
+    "in-process session cache and its own per-process ticket keys; not "
+    "available: custom ticket keys, key rotation, shared or external session "
+    "caches."
+)
+
+
+def server_functions(
+    *, tickets: bool, session_cache: bool, context_certificate: bool = False
+) -> tuple[str, ...]:
+    """
+    Every function a server context with these settings calls through the
+    route (for L{OpenSSLRoute.require}).
+    """
+    return _unique(
+        SERVER_COMMON,
+        TICKET_CALLBACK if tickets else (),
+        CACHE_CALLBACKS if session_cache else (),
+        CONTEXT_CERTIFICATE if context_certificate else (),
+    )
+
 
 # OpenSSL constants (stable ABI values, from ssl.h / core.h).
 SSL_CTRL_SESS_NUMBER = 20
@@ -322,9 +369,10 @@ class OpenSSLRoute:
         f = self._fn
         self.custom_ticket_keys = all(n in f for n in CUSTOM_TICKET_KEYS)
         self.external_cache = all(n in f for n in EXTERNAL_CACHE)
+        self.context_certificate = all(n in f for n in CONTEXT_CERTIFICATE)
         # Pre-fetched cipher objects (static, never freed).
         self._aes = {}
-        if self.custom_ticket_keys:
+        if "EVP_aes_128_cbc" in f and "EVP_aes_256_cbc" in f:
             self._aes = {16: f["EVP_aes_128_cbc"](), 32: f["EVP_aes_256_cbc"]()}
         self._digest = _ffi.new("char[]", b"SHA256")
         self._param_key = _ffi.new("char[]", b"key")
@@ -336,14 +384,25 @@ class OpenSSLRoute:
             f"tickets={self.custom_ticket_keys} cache={self.external_cache}>"
         )
 
+    def require(self, names: Any) -> None:
+        """
+        Check that every function in C{names} was resolved, before anything
+        is changed.
+
+        @raise OpenSSLRouteUnavailable: naming the missing functions and
+            saying what still works.
+        """
+        missing = [n for n in dict.fromkeys(names) if n not in self._fn]
+        if missing:
+            verb = "was" if len(missing) == 1 else "were"
+            raise OpenSSLRouteUnavailable(
+                f"{', '.join(missing)} {verb} not found in {self.path}. " + STILL_WORKS
+            )
+
     def function(self, name: str) -> Any:
         """A resolved function pointer; L{OpenSSLRouteUnavailable} if missing."""
-        try:
-            return self._fn[name]
-        except KeyError:
-            raise OpenSSLRouteUnavailable(
-                f"{name} was not found in {self.path}"
-            ) from None
+        self.require([name])
+        return self._fn[name]
 
     # -- contexts -------------------------------------------------------------
 
@@ -493,6 +552,19 @@ class OpenSSLRoute:
         """
         import time
 
+        self.require(
+            _unique(
+                TICKET_CALLBACK,
+                (
+                    "EVP_CIPHER_CTX_new",
+                    "EVP_CIPHER_CTX_free",
+                    "EVP_MAC_fetch",
+                    "EVP_MAC_free",
+                    "EVP_MAC_CTX_new",
+                    "EVP_MAC_CTX_free",
+                ),
+            )
+        )
         f = self._fn
         cb = self._ticket_callback(hooks, lambda ssl: None, None)
         call = _ffi.cast(f"{_TICKET_CB.replace('(', '(*)(', 1)}", cb)
@@ -545,6 +617,13 @@ class OpenSSLRoute:
         about pointers leaves this module.  The callbacks are kept alive on
         the context object.
         """
+        self.require(
+            _unique(
+                TICKET_CALLBACK if tickets else (),
+                CACHE_CALLBACKS if session_cache else (),
+                HANDSHAKE_OBSERVER if observe else (),
+            )
+        )
         ctx = self._ctx(context)
         keep: list[Any] = []
         reverse = SSL.Connection._reverse_mapping
@@ -562,11 +641,6 @@ class OpenSSLRoute:
             return onerror
 
         if tickets:
-            if not self.custom_ticket_keys:
-                raise OpenSSLRouteUnavailable(
-                    "custom ticket keys need "
-                    + ", ".join(n for n in CUSTOM_TICKET_KEYS if n not in self._fn)
-                )
             cb = self._ticket_callback(hooks, connection, failed("ticket"))
             keep.append(cb)
             self.clear_options(context, SSL_OP_NO_TICKET)
@@ -576,11 +650,6 @@ class OpenSSLRoute:
                 )
 
         if session_cache:
-            if not self.external_cache:
-                raise OpenSSLRouteUnavailable(
-                    "an external session cache needs "
-                    + ", ".join(n for n in EXTERNAL_CACHE if n not in self._fn)
-                )
             get_id = self._fn["SSL_SESSION_get_id"]
             get_timeout = self._fn["SSL_SESSION_get_timeout"]
             ssl_version = self._fn["SSL_version"]
@@ -684,12 +753,7 @@ def route() -> OpenSSLRoute:
             try:
                 _route = _build_route()
             except OpenSSLRouteUnavailable as e:
-                _failure = OpenSSLRouteUnavailable(
-                    f"{e}. Still works: TLS itself, and resumption through "
-                    "OpenSSL's built-in in-process session cache and its own "
-                    "per-process ticket keys; not available: custom ticket keys, "
-                    "key rotation, shared or external session caches."
-                )
+                _failure = OpenSSLRouteUnavailable(f"{e}. {STILL_WORKS}")
     if _failure is not None:
         raise _failure
     assert _route is not None
@@ -714,6 +778,7 @@ def route_report() -> dict[str, Any]:
             functions={n: False for n in sorted(_SIGNATURES)},
             custom_ticket_keys=False,
             external_cache=False,
+            context_certificate=False,
         )
         return report
     report.update(
@@ -724,6 +789,7 @@ def route_report() -> dict[str, Any]:
         functions={n: n not in r.missing for n in sorted(_SIGNATURES)},
         custom_ticket_keys=r.custom_ticket_keys,
         external_cache=r.external_cache,
+        context_certificate=r.context_certificate,
     )
     return report
 

@@ -27,6 +27,8 @@ from resumetls._context import (
 from . import _support
 from ._support import listen, options, s_client
 
+_READ_SYMBOLS = _openssl._read_symbols
+
 
 class _RouteState:
     """Reset the process-wide route for one test and restore it after."""
@@ -65,6 +67,17 @@ class _RouteState:
 
         testcase.patch(_openssl.OpenSSLRoute, "__init__", spy)
         return built
+
+    def drop_functions(self, testcase, *names):
+        """Build the route from a symbol table without C{names}."""
+        self.isolate_route(testcase)
+        testcase.patch(
+            _openssl,
+            "_read_symbols",
+            lambda path: {
+                k: v for k, v in _READ_SYMBOLS(path).items() if k not in names
+            },
+        )
 
 
 class RouteTests(SynchronousTestCase, _RouteState):
@@ -163,6 +176,74 @@ class RouteTests(SynchronousTestCase, _RouteState):
         r = _openssl.route()
         self.assertFalse(r.from_cache)
         self.assertEqual(r.missing, [])
+
+    def test_missing_function(self):
+        """
+        A function missing from the symbol table: the route still builds,
+        says so, and asking for it raises the specific error (no KeyError)
+        naming it and what still works.
+        """
+        self.drop_functions(self, "SSL_version")
+        r = _openssl.route()
+        self.assertEqual(r.missing, ["SSL_version"])
+        self.assertFalse(r.custom_ticket_keys)
+        self.assertFalse(r.external_cache)
+        self.assertTrue(r.context_certificate)
+        e = self.assertRaises(
+            _openssl.OpenSSLRouteUnavailable,
+            r.require,
+            _openssl.server_functions(tickets=False, session_cache=False),
+        )
+        self.assertIn("SSL_version was not found in", str(e))
+        self.assertIn("Still works", str(e))
+        self.assertIn("built-in in-process session cache", str(e))
+        r.require(["SSL_CTX_ctrl", "i2d_X509"])
+        self.assertRaises(_openssl.OpenSSLRouteUnavailable, r.function, "SSL_version")
+        context = SSL.Context(SSL.TLS_METHOD)
+        for kw in (
+            {"tickets": True, "session_cache": False},
+            {"tickets": False, "session_cache": True},
+            {"tickets": False, "session_cache": False},
+        ):
+            e = self.assertRaises(
+                _openssl.OpenSSLRouteUnavailable,
+                r.install_server_callbacks,
+                context,
+                None,
+                **kw,
+            )
+            self.assertIn("SSL_version", str(e))
+        self.assertFalse(hasattr(context, "_resumetls_callbacks"))
+
+    def test_server_functions(self):
+        """What each configuration needs: the common functions always."""
+        common = {
+            "SSL_version",
+            "SSL_session_reused",
+            "SSL_CTX_set_info_callback",
+            "SSL_CTX_set_num_tickets",
+        }
+        none = set(_openssl.server_functions(tickets=False, session_cache=False))
+        self.assertEqual(none, common)
+        tickets = set(_openssl.server_functions(tickets=True, session_cache=False))
+        self.assertIn("EVP_MAC_CTX_set_params", tickets)
+        self.assertNotIn("SSL_CTX_sess_set_new_cb", tickets)
+        cache = set(_openssl.server_functions(tickets=False, session_cache=True))
+        self.assertIn("SSL_CTX_sess_set_new_cb", cache)
+        self.assertNotIn("EVP_MAC_CTX_set_params", cache)
+        self.assertLessEqual(common, tickets & cache)
+        plain = _openssl.server_functions(
+            tickets=False, session_cache=False, context_certificate=True
+        )
+        self.assertIn("SSL_CTX_get0_certificate", plain)
+        self.assertEqual(
+            set(_openssl.CUSTOM_TICKET_KEYS),
+            set(_openssl.server_functions(tickets=True, session_cache=False)),
+        )
+        self.assertEqual(
+            set(_openssl.EXTERNAL_CACHE),
+            set(_openssl.server_functions(tickets=False, session_cache=True)),
+        )
 
     def test_context_already_used(self):
         opts = options()
@@ -271,6 +352,125 @@ class FallbackTests(TestCase, _RouteState):
         return ensureDeferred(run())
 
 
+class _PlainFactory:
+    """An C{IOpenSSLContextFactory} without a C{certificate} attribute."""
+
+    def __init__(self):
+        self.context = options().getContext()
+
+    def getContext(self):
+        return self.context
+
+
+# The common functions every configuration calls, and one of each feature.
+MISSING = [
+    "SSL_version",
+    "SSL_session_reused",
+    "SSL_CTX_set_info_callback",
+    "SSL_CTX_set_num_tickets",
+    "EVP_MAC_CTX_set_params",
+    "SSL_CTX_sess_set_new_cb",
+]
+
+
+class MissingFunctionTests(TestCase, _RouteState):
+    """
+    One function missing from the symbol table (the anchors all there):
+    the factory checks what its configuration calls before it changes the
+    context, falls back to OpenSSL's built-in cache and ticket keys, says
+    so, and serves and resumes.
+    """
+
+    timeout = 120
+
+    def build(self, missing, settings, opts=None):
+        self.drop_functions(self, missing)
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        factory = ResumingContextFactory(
+            opts if opts is not None else options(), settings
+        )
+        warned = [e for e in events if e.get("event") == "resumetls.route.unavailable"]
+        return factory, warned
+
+    def assert_fallback(self, factory, warned, missing):
+        caps = factory.capabilities
+        self.assertFalse(caps.custom_tickets, missing)
+        self.assertFalse(caps.external_cache, missing)
+        self.assertIn(f"{missing} was not found in", caps.reason)
+        self.assertIn("Still works", caps.reason)
+        self.assertEqual(len(warned), 1, missing)
+        self.assertEqual(warned[0]["reason"], caps.reason)
+        context = factory.getContext()
+        # Nothing of the OpenSSL route was installed.
+        self.assertFalse(hasattr(context, "_resumetls_callbacks"))
+        self.assertEqual(context.get_session_cache_mode(), SSL.SESS_CACHE_SERVER)
+
+    def test_fallback_serves_and_resumes(self):
+        async def run():
+            for missing in MISSING:
+                factory, warned = self.build(missing, ResumptionSettings())
+                self.assert_fallback(factory, warned, missing)
+                port, _ = await listen(self, factory)
+                for flags in (["-tls1_2", "-no_ticket"], ["-tls1_2"], ["-tls1_3"]):
+                    sess = os.path.abspath(self.mktemp())
+                    first = await s_client(port, None, sess, *flags)
+                    self.assertFalse(first["reused"])
+                    again = await s_client(port, sess, None, *flags)
+                    self.assertTrue(again["reused"], (missing, flags))
+                    self.assertEqual(again["server"]["mechanism"], "unknown")
+                stats = factory.stats()
+                self.assertEqual(stats.full_handshakes, 3, missing)
+                self.assertEqual(stats.resumed_unknown, 3, missing)
+
+        return ensureDeferred(run())
+
+    def test_only_what_is_used(self):
+        """
+        A function only tickets need does not stop a service without
+        tickets from using the route (our cache, by session ID).
+        """
+
+        async def run():
+            factory, warned = self.build(
+                "EVP_MAC_CTX_set_params", ResumptionSettings(tickets=False)
+            )
+            self.assertTrue(factory.capabilities.external_cache)
+            self.assertEqual(warned, [])
+            port, _ = await listen(self, factory)
+            sess = os.path.abspath(self.mktemp())
+            await s_client(port, None, sess, "-tls1_2", "-no_ticket")
+            again = await s_client(port, sess, None, "-tls1_2", "-no_ticket")
+            self.assertTrue(again["reused"])
+            self.assertEqual(again["server"]["mechanism"], "session-id")
+
+        return ensureDeferred(run())
+
+    def test_context_certificate(self):
+        """
+        A context factory whose certificate is read from its context falls
+        back when that cannot be read; CertificateOptions does not need it.
+        """
+
+        async def run():
+            factory, warned = self.build(
+                "SSL_CTX_get0_certificate", ResumptionSettings(), _PlainFactory()
+            )
+            self.assert_fallback(factory, warned, "SSL_CTX_get0_certificate")
+            port, _ = await listen(self, factory)
+            sess = os.path.abspath(self.mktemp())
+            await s_client(port, None, sess, "-tls1_3")
+            self.assertTrue((await s_client(port, sess, None, "-tls1_3"))["reused"])
+            with_options, warned = self.build(
+                "SSL_CTX_get0_certificate", ResumptionSettings()
+            )
+            self.assertTrue(with_options.capabilities.custom_tickets)
+            self.assertEqual(warned, [])
+
+        return ensureDeferred(run())
+
+
 class DoctorTests(SynchronousTestCase, _RouteState):
     def run_doctor(self, *argv):
         out = io.StringIO()
@@ -299,6 +499,51 @@ class DoctorTests(SynchronousTestCase, _RouteState):
         self.assertIn("MISSING SSL_CTX_sess_set_new_cb", out)
         self.assertIn("custom ticket keys:  NO", out)
         self.assertIn("built-in in-process session cache", out)
+
+    def test_missing_function(self):
+        """
+        Any function a capability calls missing, the common ones included:
+        that capability is "NO", with the function named, and the exit
+        status says resumetls will fall back.
+        """
+        for missing, tickets, cache in [
+            ("SSL_version", "NO", "NO"),
+            ("SSL_session_reused", "NO", "NO"),
+            ("SSL_CTX_set_info_callback", "NO", "NO"),
+            ("SSL_CTX_set_num_tickets", "NO", "NO"),
+            ("EVP_MAC_CTX_set_params", "NO", "yes"),
+            ("SSL_CTX_sess_set_new_cb", "yes", "NO"),
+            ("SSL_SESSION_get_timeout", "yes", "NO"),
+        ]:
+            self.drop_functions(self, missing)
+            code, out = self.run_doctor()
+            self.assertEqual(code, 1, missing)
+            self.assertIn(f"MISSING {missing}\n", out)
+            for line, verdict in (
+                ("custom ticket keys:  ", tickets),
+                ("external cache:      ", cache),
+            ):
+                if verdict == "NO":
+                    self.assertIn(f"{line}NO (missing: {missing})\n", out)
+                else:
+                    self.assertIn(f"{line}yes\n", out)
+            self.assertIn("built-in in-process session cache", out)
+            code, out = self.run_doctor("--json")
+            self.assertEqual(code, 1)
+            self.assertFalse(json.loads(out)["functions"][missing])
+
+    def test_missing_context_certificate(self):
+        """
+        Only context factories that are not CertificateOptions need
+        SSL_CTX_get0_certificate: said on its own line, status unchanged.
+        """
+        self.drop_functions(self, "SSL_CTX_get0_certificate")
+        code, out = self.run_doctor()
+        self.assertEqual(code, 0)
+        self.assertIn("custom ticket keys:  yes\n", out)
+        self.assertIn(
+            "context certificate: NO (missing: SSL_CTX_get0_certificate)", out
+        )
 
 
 if _support.OPENSSL is None:  # pragma: no cover
