@@ -5,12 +5,17 @@ here wrote: C{openssl s_client -sess_out/-sess_in} and Python's C{ssl} module.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import ssl
 
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
 from resumetls._context import ResumingContextFactory, ResumptionSettings
@@ -298,6 +303,7 @@ class BoundaryTests(TestCase):
             (ResumptionSettings(session_ids=False, session_timeout=1), ["-tls1_2"]),
             (ResumptionSettings(tickets=False, session_timeout=1), ["-tls1_2"]),
             (ResumptionSettings(session_ids=False, session_timeout=1), ["-tls1_3"]),
+            (ResumptionSettings(tickets=False, session_timeout=1), ["-tls1_3"]),
         ):
             factory = make_factory(settings)
             port, _ = await listen(self, factory)
@@ -321,6 +327,7 @@ class BoundaryTests(TestCase):
             (["-tls1_2", "-no_ticket"], {"tickets": False}),
             (["-tls1_2"], {"session_ids": False}),
             (["-tls1_3"], {"session_ids": False}),
+            (["-tls1_3"], {"tickets": False}),  # TLS 1.3 stateful tickets
         ):
             x = make_factory(ResumptionSettings(service="x", **settings), ring, cache)
             y = make_factory(ResumptionSettings(service="y", **settings), ring, cache)
@@ -344,6 +351,99 @@ class BoundaryTests(TestCase):
         self.assertNotEqual(a.session_id_context, c.session_id_context)
         self.assertEqual(a.session_id_context, d.session_id_context)
         self.assertEqual(len(a.session_id_context), 32)
+
+
+def open_ticket(ticket: bytes, key: TicketKey) -> bytes:
+    """
+    Open a TLS 1.2 ticket as OpenSSL's ticket-key callback protects it:
+    key name(16) | IV(16) | AES-CBC(state) | HMAC-SHA256(everything before).
+    Returns the DER session state (copied from tests/test_keyfiles.py).
+    """
+    body, mac = ticket[:-32], ticket[-32:]
+    expected = hmac.new(key.hmac_key, body, hashlib.sha256).digest()
+    if not hmac.compare_digest(mac, expected):
+        raise AssertionError("the ticket's HMAC does not match this HMAC key")
+    iv, encrypted = ticket[16:32], ticket[32:-32]
+    decryptor = Cipher(algorithms.AES(key.aes_key), modes.CBC(iv)).decryptor()
+    padded = decryptor.update(encrypted) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    return unpadder.update(padded) + unpadder.finalize()
+
+
+class TicketTests(TestCase):
+    """What our server puts in tickets, read by the client that got them."""
+
+    timeout = 60
+
+    @coroutine
+    async def test_tls12_ticket_layout(self):
+        """
+        Each TLS 1.2 ticket is key name | a fresh random IV | AES-CBC of the
+        session | HMAC-SHA256, and opens with our key (both key sizes).
+        """
+        for key in (
+            TicketKey.generate(),
+            TicketKey(os.urandom(16), os.urandom(16), os.urandom(16)),  # nginx 48 B
+        ):
+            factory = make_factory(
+                ResumptionSettings(session_ids=False), key_ring=KeyRing.from_keys(key)
+            )
+            port, _ = await listen(self, factory)
+            ivs = set()
+            for _ in range(4):
+                sess = os.path.abspath(self.mktemp())
+                await s_client(port, None, sess, "-tls1_2")
+                ticket = _support.session_ticket(sess)
+                self.assertEqual(ticket[:16], key.name)
+                ivs.add(ticket[16:32])
+                state = open_ticket(ticket, key)
+                self.assertEqual(state[:1], b"\x30")  # a DER SSL_SESSION
+            self.assertEqual(len(ivs), 4, "ticket IVs repeat")
+            self.assertNotIn(bytes(16), ivs)
+
+    async def _tickets(self, settings):
+        """Tickets a TLS 1.3 client gets in one full handshake, and its session."""
+        factory = make_factory(settings)
+        port, _ = await listen(self, factory)
+        sess = os.path.abspath(self.mktemp())
+        output = await deferToThread(
+            _support._s_client, port, ["-tls1_3", "-sess_out", sess]
+        )
+        self.assertIn("New, TLSv1.3", output)
+        arrived = output.count("Post-Handshake New Session Ticket arrived")
+        stats = factory.stats()
+        if not os.path.exists(sess):
+            return arrived, False, stats  # s_client had no session to keep
+        again = await s_client(port, sess, None, "-tls1_3")
+        return arrived, again["reused"], stats
+
+    @coroutine
+    async def test_tls13_ticket_count(self):
+        """
+        C{tls13_tickets} is how many tickets a TLS 1.3 client gets after a
+        full handshake, for stateless and stateful tickets; 0 means none,
+        and no resumption.
+        """
+        for tickets in (True, False):
+            for count in (1, 3):
+                settings = ResumptionSettings(
+                    tickets=tickets, session_ids=not tickets, tls13_tickets=count
+                )
+                arrived, reused, stats = await self._tickets(settings)
+                self.assertEqual(arrived, count, (tickets, count))
+                self.assertTrue(reused, (tickets, count))
+                if tickets:
+                    self.assertEqual(stats.tickets_issued, count)
+                else:
+                    self.assertEqual(stats.sessions_stored, count)
+            settings = ResumptionSettings(
+                tickets=tickets, session_ids=not tickets, tls13_tickets=0
+            )
+            arrived, reused, stats = await self._tickets(settings)
+            self.assertEqual(arrived, 0, tickets)
+            self.assertFalse(reused, tickets)
+            self.assertEqual(stats.tickets_issued, 0)
+            self.assertEqual(stats.sessions_stored, 0)
 
 
 class ForgeryTests(TestCase):
