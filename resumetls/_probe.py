@@ -47,6 +47,8 @@ class Outcome:
     full_ms: float | None = None
     resumed_ms: float | None = None
     note: str = ""
+    #: why the first handshake failed, when it did (not reported)
+    failure: Any = attrs.field(default=None, repr=False, eq=False)
 
 
 @attrs.define
@@ -76,6 +78,10 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket:
         raise ProbeError(f"cannot resolve {host}: {e.strerror}") from None
     except TimeoutError:
         raise ProbeError(f"{host}:{port}: no answer within {timeout:g} s") from None
+    except (ConnectionResetError, ConnectionAbortedError):
+        # Accepted, then reset before connect() returned: as if during the
+        # handshake (the server may refuse only some kinds of handshake).
+        raise _Refused("connection reset", "reset") from None
     except OSError as e:
         raise ProbeError(f"cannot connect to {host}:{port}: {e.strerror}") from None
     sock.setblocking(False)
@@ -161,8 +167,12 @@ def _handshake(
         raise ProbeError(
             f"{host}:{port}: TLS handshake timed out after {timeout:g} s"
         ) from None
+    except SSL.SysCallError as e:
+        raise _refused(e) from None
     except SSL.Error as e:
         text = _reason(e)
+        if "unexpected eof" in text:
+            raise _Refused("connection closed", "closed") from None
         if (
             "wrong version number" in text
             or "packet length too long" in text
@@ -174,7 +184,7 @@ def _handshake(
                 f"{host}:{port}: certificate verification failed (use --cafile FILE "
                 "for a private CA, or --insecure for a self-signed server)"
             ) from None
-        raise _Refused(text) from None
+        raise _Refused(text, "alert" if "alert" in text else "other") from None
     finally:
         try:
             conn.shutdown()
@@ -193,7 +203,52 @@ def _reason(e: SSL.Error) -> str:
 
 
 class _Refused(Exception):
-    """This kind of handshake was refused (e.g. a TLS version not offered)."""
+    """
+    This kind of handshake was refused (e.g. a TLS version not offered).
+
+    @ivar reason: what happened, for the table's note.
+    @ivar kind: C{"closed"} (the connection ended), C{"reset"}, C{"alert"}
+        (the server refused with a TLS alert) or C{"other"}.
+    """
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+def _refused(e: SSL.SysCallError) -> _Refused:
+    """A socket-level failure during the handshake: closed or reset."""
+    import errno
+
+    code = e.args[0] if e.args else None
+    if code in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
+        return _Refused("connection reset", "reset")
+    if code in (-1, 0, None):
+        return _Refused("connection closed", "closed")
+    return _Refused(os.strerror(code) if isinstance(code, int) else str(e), "other")
+
+
+def _nothing_works(host: str, port: int, failures: list[_Refused]) -> ProbeError:
+    """
+    The one line for a server where no first handshake succeeded in any
+    mode: most likely not a TLS port at all.
+    """
+    kinds = {f.kind for f in failures}
+    if kinds <= {"closed", "reset"}:
+        verb = "closed" if "closed" in kinds else "reset"
+        return ProbeError(
+            f"{host}:{port} {verb} the connection during the TLS handshake "
+            "(is it a TLS port?)"
+        )
+    alerts = [f for f in failures if f.kind == "alert"]
+    if alerts:
+        return ProbeError(
+            f"{host}:{port} refused every TLS 1.2 and TLS 1.3 handshake "
+            f"({alerts[0].reason})"
+        )
+    other = [f for f in failures if f.kind == "other"][0]
+    return ProbeError(f"{host}:{port} does not speak TLS ({other.reason})")
 
 
 def _context(
@@ -238,11 +293,16 @@ def probe_mechanism(
         first = _handshake(host, port, ctx, sni, None, timeout, not insecure)
     except _Refused as e:
         outcome.offered = False
-        outcome.note = f"not offered ({e})"
+        outcome.note = f"not offered ({e.reason})"
+        outcome.failure = e
         return outcome
     full_times.append(first.seconds)
     for _ in range(count - 1):
-        full_times.append(_handshake(host, port, ctx, sni, None, timeout).seconds)
+        try:
+            full_times.append(_handshake(host, port, ctx, sni, None, timeout).seconds)
+        except _Refused as e:
+            outcome.note = f"a later full handshake failed ({e.reason})"
+            break
     details = _openssl.session_details(first.session)
     if mechanism != "session ID":
         if not details.has_ticket:
@@ -262,7 +322,7 @@ def probe_mechanism(
         try:
             h = _handshake(host, port, ctx, sni, session, timeout)
         except _Refused as e:
-            outcome.note = f"resumption failed ({e})"
+            outcome.note = f"resumption failed ({e.reason})"
             break
         outcome.attempts += 1
         if h.reused:
@@ -309,6 +369,8 @@ def run_probe(
             )
         )
     progress(None)
+    if not any(r.offered for r in results):
+        raise _nothing_works(host, port, [r.failure for r in results])
     return results
 
 
@@ -391,10 +453,7 @@ def main(argv: list[str]) -> int:
         "--count", type=int, default=5, help="handshakes of each kind (default 5)"
     )
     parser.add_argument(
-        "--timeout",
-        type=float,
-        default=10.0,
-        help="seconds per connection (default 10)",
+        "--timeout", default="10", help="seconds per connection (default 10)"
     )
     args = parser.parse_args(argv)
     show = sys.stderr.isatty() and not args.json
@@ -404,7 +463,9 @@ def main(argv: list[str]) -> int:
             sys.stderr.write("\r\033[K" + (message or ""))
             sys.stderr.flush()
 
+    host, port = None, None
     try:
+        timeout = _timeout(args.timeout)
         host, port = _split(args.target)
         sni = args.servername or ("" if _is_ip(host) else host)
         results = run_probe(
@@ -414,28 +475,56 @@ def main(argv: list[str]) -> int:
             max(2, args.count),
             args.insecure,
             args.cafile,
-            args.timeout,
+            timeout,
             progress,
         )
     except ProbeError as e:
         progress(None)
         sys.stderr.write(f"resumetls probe: {e}\n")
+        if args.json:
+            error = {"error": str(e), "target": args.target, "host": host, "port": port}
+            _output(json.dumps(error, indent=2) + "\n")
         return 2
     if args.json:
         text = json.dumps(
-            {"host": host, "port": port, "results": [attrs.asdict(r) for r in results]},
+            {
+                "host": host,
+                "port": port,
+                "results": [
+                    attrs.asdict(r, filter=lambda a, _: a.name != "failure")
+                    for r in results
+                ],
+            },
             indent=2,
         )
         text += "\n"
     else:
         text = table(host, port, results)
+    _output(text)
+    return 0 if any(r.resumes for r in results) else 1
+
+
+def _output(text: str) -> None:
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
         # `resumetls probe ... | head`: the reader left; that is no error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0 if any(r.resumes for r in results) else 1
+
+
+def _timeout(text: str) -> float:
+    """C{--timeout}: seconds above 0, at most a day (select's limits)."""
+    try:
+        value = float(text)
+        if not 0 < value <= 86400:
+            raise ValueError
+    except ValueError:
+        raise ProbeError(
+            f"--timeout must be a number of seconds above 0 and at most 86400, "
+            f"not {text!r}"
+        ) from None
+    return value
 
 
 def tickets_work(results: list[Outcome]) -> bool:
