@@ -433,6 +433,12 @@ class ResumingContextFactory:
                 options.enableSessions = self.settings.session_ids
             if hasattr(options, "enableSessionTickets"):
                 options.enableSessionTickets = self.settings.tickets
+                # CertificateOptions turned its tickets flag into
+                # OP_NO_TICKET in __init__ already, and pyOpenSSL cannot
+                # clear an option: take it out of the options it will set.
+                flags = getattr(options, "_options", None)
+                if self.settings.tickets and isinstance(flags, int):
+                    options._options = flags & ~SSL.OP_NO_TICKET
 
     def _compute_sid_ctx(self) -> bytes:
         certificates: list[bytes] = []

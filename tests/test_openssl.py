@@ -351,6 +351,35 @@ class FallbackTests(TestCase, _RouteState):
 
         return ensureDeferred(run())
 
+    def test_fallback_tickets(self):
+        """
+        The fallback issues tickets under OpenSSL's own keys when tickets
+        are on (CertificateOptions had already turned them off in its
+        constructor), and resumes with them alone.
+        """
+
+        async def run():
+            self.break_self_check(self)
+            factory = ResumingContextFactory(
+                options(), ResumptionSettings(session_ids=False)
+            )
+            self.assertFalse(factory.capabilities.custom_tickets)
+            port, _ = await listen(self, factory)
+            for flags in (["-tls1_2"], ["-tls1_3"]):
+                sess = os.path.abspath(self.mktemp())
+                first = await s_client(port, None, sess, *flags)
+                self.assertTrue(first["tickets"], flags)
+                again = await s_client(port, sess, None, *flags)
+                self.assertTrue(again["reused"], flags)
+            without = ResumingContextFactory(
+                options(), ResumptionSettings(tickets=False)
+            )
+            port, _ = await listen(self, without)
+            first = await s_client(port, None, None, "-tls1_2")
+            self.assertEqual(first["tickets"], [])
+
+        return ensureDeferred(run())
+
 
 class _PlainFactory:
     """An C{IOpenSSLContextFactory} without a C{certificate} attribute."""
