@@ -323,6 +323,26 @@ class ClientTests(TestCase):
 
         return ensureDeferred(run())
 
+    def test_broken_store_costs_a_full_handshake(self):
+        """
+        A session file damaged while in use is logged, and the connection
+        still goes ahead with a full handshake.
+        """
+
+        async def run():
+            port, cert = s_server(self, "-tls1_2")
+            path = os.path.abspath(self.mktemp())
+            creator = ResumingClientCreator(
+                "localhost", trust(cert), port=port, store=FileClientSessionStore(path)
+            )
+            self.assertEqual(await fetch(creator, port), "New TLSv1.2")
+            with open(path, "w") as f:
+                f.write('{"sessions": []}')
+            self.assertEqual(await fetch(creator, port), "New TLSv1.2")
+            self.assertEqual(len(self.flushLoggedErrors(ClientStoreError)), 2)
+
+        return ensureDeferred(run())
+
     def test_client_endpoint_string(self):
         async def run():
             port, cert = s_server(self)
@@ -673,6 +693,35 @@ class EndpointTests(TestCase):
             reactor, "resumetls:host=localhost:port=1:bindAddress=127.0.0.2"
         )
         self.assertEqual(endpoint._wrappedEndpoint._bindAddress, ("127.0.0.2", 0))
+
+
+class DocsTests(TestCase):
+    """docs/client.md's snippets run as written."""
+
+    timeout = 120
+
+    def test_snippets_run(self):
+        """
+        Every Python snippet of docs/client.md runs in a fresh interpreter,
+        imports included (nothing in them connects; HOME is a temporary
+        directory).
+        """
+        with open(os.path.join(_support.ROOT, "docs", "client.md")) as f:
+            snippets = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+        self.assertTrue(snippets)
+        tmp = os.path.abspath(self.mktemp())
+        env = _support.environment(tmp)
+        env["HOME"] = os.path.join(tmp, "home")
+        for snippet in snippets:
+            out = subprocess.run(
+                [sys.executable, "-c", snippet],
+                cwd=_support.ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            self.assertEqual(out.returncode, 0, out.stderr)
 
 
 _RESTART_SCRIPT = """
