@@ -302,6 +302,14 @@ class ResumingContextFactory:
         rotated every 12 hours.
     @param cache: the L{ISessionCache}; default: an in-memory LRU cache.
     @param clock: an C{IReactorTime} for the default key ring and cache.
+
+    The counters and the mechanism L{resumption_info} reports come from an
+    info callback on the context.  OpenSSL calls a connection's own info
+    callback I{instead of} the context's: an application that calls
+    C{Connection.set_info_callback} on a connection made here (or replaces
+    the context's with C{getContext().set_info_callback}) takes those
+    handshakes out of the counters, and a resumed one is reported with
+    mechanism C{"unknown"} (resumed, version and cipher stay right).
     """
 
     def __init__(

@@ -13,7 +13,10 @@ from OpenSSL import SSL
 from twisted.internet import protocol, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import ensureDeferred
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+)
 from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test import iosim
@@ -184,6 +187,47 @@ class InMemoryTests(SynchronousTestCase):
         self.assertIn("7 days", str(e))
         e = self.assertRaises(ValueError, ResumptionSettings, tls13_tickets=-1)
         self.assertIn("TLS 1.3 ticket count", str(e))
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class _OwnInfoCallback:
+    """Connections of C{factory} with the application's own info callback."""
+
+    def __init__(self, factory):
+        self.factory = factory
+        self.calls = 0
+
+    def serverConnectionForTLS(self, tlsProtocol):
+        conn = self.factory.serverConnectionForTLS(tlsProtocol)
+        conn.set_info_callback(self.info)
+        return conn
+
+    def info(self, conn, where, ret):
+        self.calls += 1
+
+
+class InfoCallbackTests(SynchronousTestCase):
+    def test_connection_callback_replaces_ours(self):
+        """
+        As the factory's docstring says: a connection-level info callback
+        replaces our context-level one, so that connection is not counted
+        and its mechanism is "unknown".
+        """
+        factory = ResumingContextFactory(
+            options(),
+            ResumptionSettings(session_ids=False),
+            key_ring=KeyRing.from_keys(TicketKey.generate()),
+        )
+        creator = _OwnInfoCallback(factory)
+        client = _ResumingClient(SSL.TLS1_2_VERSION)
+        handshake(creator, client)
+        infos, received = handshake(creator, client)
+        self.assertEqual(received, [b"ok"])
+        self.assertGreater(creator.calls, 0)
+        self.assertTrue(infos[0].resumed)
+        self.assertEqual(infos[0].mechanism, "unknown")
+        self.assertEqual(factory.stats().full_handshakes, 0)
+        self.assertEqual(factory.stats().resumed, 0)
 
 
 class ListenSSLTests(TestCase):
