@@ -435,9 +435,7 @@ def makeService(options: Options) -> service.MultiService:  # noqa: N802
                 backlog=config.backlog,
                 interface=config.interface,
             )
-        option = (
-            f"--listen {description}" if description else f"--port {config.port}"
-        )
+        option = f"--listen {description}" if description else f"--port {config.port}"
         _listener(endpoint, app, option).setServiceParent(top)
     _KeyReloadService(watchers, reactor).setServiceParent(top)
     if options.metrics_endpoint is not None:
@@ -445,7 +443,9 @@ def makeService(options: Options) -> service.MultiService:  # noqa: N802
 
         endpoint = _endpoint_or_exit(reactor, "--metrics", options.metrics_endpoint)
         _listener(
-            endpoint, metrics_site(_registry.factories), f"--metrics {options['metrics']}"
+            endpoint,
+            metrics_site(_registry.factories),
+            f"--metrics {options['metrics']}",
         ).setServiceParent(top)
     _AnnounceService(options).setServiceParent(top)
     return top
