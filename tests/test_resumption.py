@@ -518,6 +518,7 @@ class ForgeryTests(TestCase):
     @coroutine
     async def test_corrupt_cache_entry(self):
         """A cache entry that is not a session: counted, full handshake."""
+        events = capture_events(self)
         factory = make_factory(ResumptionSettings(tickets=False), cache=_Corrupt())
         port, _ = await listen(self, factory)
         sess = os.path.abspath(self.mktemp())
@@ -527,11 +528,43 @@ class ForgeryTests(TestCase):
         self.assertEqual(factory.stats().cache_corrupt, 1)
         self.assertEqual(factory.stats().full_handshakes, 2)
         self.assertEqual(factory.stats().callback_errors, 0)
+        assert_event(self, events, "resumetls.cache.corrupt", [_Corrupt.ENTRY])
+
+
+def capture_events(testcase):
+    """The log events emitted while the test runs, as a list."""
+    from twisted.logger import globalLogPublisher
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    testcase.addCleanup(globalLogPublisher.removeObserver, events.append)
+    return events
+
+
+def assert_event(testcase, events, name, secrets=()):
+    """
+    Exactly one event named C{name} (our stable C{event} field), and neither
+    it nor its rendered text shows any of the C{secrets} (bytes), raw, hex or
+    base64.
+    """
+    import base64
+
+    from twisted.logger import formatEvent
+
+    found = [e for e in events if e.get("event") == name]
+    testcase.assertEqual(len(found), 1, [e.get("event") for e in events])
+    shown = repr(found[0]) + formatEvent(found[0])
+    for secret in secrets:
+        for form in (repr(secret), secret.hex(), base64.b64encode(secret).decode()):
+            testcase.assertNotIn(form, shown)
+    return found[0]
 
 
 class _Corrupt(MemorySessionCache):
+    ENTRY = b"\x30\x03garbage"
+
     def lookup_now(self, session_id):
-        return b"\x30\x03garbage"
+        return self.ENTRY
 
 
 class _Slow:
@@ -581,7 +614,9 @@ class AsynchronousCacheTests(TestCase):
 
     @coroutine
     async def test_backend_down(self):
-        factory = make_factory(ResumptionSettings(tickets=False), cache=_Slow(True))
+        events = capture_events(self)
+        cache = _Slow(True)
+        factory = make_factory(ResumptionSettings(tickets=False), cache=cache)
         port, _ = await listen(self, factory)
         sess = os.path.abspath(self.mktemp())
         await s_client(port, None, sess, "-tls1_2", "-no_ticket")
@@ -590,3 +625,9 @@ class AsynchronousCacheTests(TestCase):
         self.assertEqual(result["server"]["resumed"], False)
         self.assertEqual(factory.stats().cache_errors, 1)
         self.assertEqual(factory.stats().cache_lookups_late, 0)
+        self.assertEqual(len(cache.entries), 1)  # the session, DER: a secret
+        event = assert_event(
+            self, events, "resumetls.cache.error", list(cache.entries.values())
+        )
+        self.assertEqual(event["what"], "lookup")
+        self.assertIn("cache backend is down", event["error"])
