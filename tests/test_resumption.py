@@ -625,7 +625,7 @@ class AsynchronousCacheTests(TestCase):
         self.assertEqual(result["server"]["resumed"], False)
         self.assertEqual(factory.stats().cache_errors, 1)
         self.assertEqual(factory.stats().cache_lookups_late, 0)
-        self.assertEqual(len(cache.entries), 1)  # the session, DER: a secret
+        self.assertGreaterEqual(len(cache.entries), 1)  # sessions, DER: secrets
         event = assert_event(
             self, events, "resumetls.cache.error", list(cache.entries.values())
         )
