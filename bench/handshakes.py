@@ -19,7 +19,11 @@ and 1.3 and RSA-2048 and ECDSA P-256: full handshakes; resumed by session ID
 (server tickets off; in TLS 1.3 that is a stateful ticket); resumed by ticket.
 Figures: handshakes per second (wall clock around s_time) and server CPU per
 handshake (utime+stime of the server process from /proc, so the load
-generator's CPU does not count); medians of the runs with min-max.  Resumed
+generator's CPU does not count); medians of the runs with min-max.  Every
+server is started first and the runs are interleaved: each round measures
+every server on every workload (in an order that rotates from round to
+round), so the machine's drift over minutes falls on all alike, and each
+ratio is the median of the ratios within a round.  Resumed
 runs are checked against the server's own counters (resumetls's Prometheus
 metrics, nginx's `$ssl_session_reused` in its access log; s_server has no
 counters, s_time's per-connection `r` marks stand in).
@@ -437,42 +441,63 @@ def run(args: argparse.Namespace) -> dict:
     with open(os.path.join(work, "www", "ok.txt"), "w") as f:
         f.write("ok\n")
     keys = make_keys(work)
-    results = []
+    # Every server process is started first and they all stay up: the runs
+    # are then interleaved (round r measures every server on every
+    # workload, in an order that rotates each round), so the machine's
+    # drift over minutes falls on all servers alike, and the ratios are
+    # taken within a round.
+    started: dict[tuple[str, str, bool], Server] = {}
+    cells: list[tuple[str, str, str, str]] = []  # (server, key, version, workload)
     try:
         for name in servers:
             for kind in keys_wanted:
                 for tickets in (True, False):
-                    workloads = ["full", "ticket"] if tickets else ["session-id"]
-                    if name == "twisted":
-                        if not tickets:
+                    if name == "twisted" and not tickets:
+                        continue  # plain Twisted never resumes: full only
+                    started[(name, kind, tickets)] = Server(
+                        name, keys[kind], tickets, work
+                    )
+        for version in VERSIONS:
+            for kind in keys_wanted:
+                for workload in WORKLOADS:
+                    for name in servers:
+                        if name == "twisted" and workload != "full":
                             continue
-                        workloads = ["full"]
-                    server = Server(name, keys[kind], tickets, work)
-                    try:
-                        for version in VERSIONS:
-                            for workload in workloads:
-                                runs = []
-                                for _ in range(args.runs):
-                                    runs.append(
-                                        measure(server, version, workload, args.seconds)
-                                    )
-                                    print(
-                                        f"{name:9} {kind:5} TLS{version} {workload:10} "
-                                        f"{runs[-1]['rate']:8.0f}/s",
-                                        file=sys.stderr,
-                                    )
-                                results.append(
-                                    {
-                                        "server": name,
-                                        "key": kind,
-                                        "version": version,
-                                        "workload": workload,
-                                        "runs": runs,
-                                    }
-                                )
-                    finally:
-                        server.stop()
+                        cells.append((name, kind, version, workload))
+        runs: dict[tuple[str, str, str, str], list[dict]] = {c: [] for c in cells}
+        for round_number in range(args.runs):
+            shift = round_number % len(servers)
+            order = servers[shift:] + servers[:shift]
+            for version in VERSIONS:
+                for kind in keys_wanted:
+                    for workload in WORKLOADS:
+                        for name in order:
+                            cell = (name, kind, version, workload)
+                            if cell not in runs:
+                                continue
+                            server = started[(name, kind, workload != "session-id")]
+                            result = measure(server, version, workload, args.seconds)
+                            result["round"] = round_number
+                            runs[cell].append(result)
+                            print(
+                                f"round {round_number + 1}/{args.runs} {name:9} "
+                                f"{kind:5} TLS{version} {workload:10} "
+                                f"{result['rate']:8.0f}/s",
+                                file=sys.stderr,
+                            )
+        results = [
+            {
+                "server": name,
+                "key": kind,
+                "version": version,
+                "workload": workload,
+                "runs": runs[(name, kind, version, workload)],
+            }
+            for (name, kind, version, workload) in cells
+        ]
     finally:
+        for server in started.values():
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
     report = {"results": results, "machine": machine()}
     if args.json:
@@ -526,6 +551,20 @@ def _med(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def _ratio(a: list[dict], b: list[dict]) -> float:
+    """
+    The median, over the rounds both were measured in, of a's rate over b's
+    (runs of one round are measured within seconds of each other).
+    """
+    by_round = {x.get("round", i): x["rate"] for i, x in enumerate(b)}
+    ratios = [
+        x["rate"] / by_round[x.get("round", i)]
+        for i, x in enumerate(a)
+        if by_round.get(x.get("round", i))
+    ]
+    return _med(ratios) if ratios else float("nan")
+
+
 def table(report: dict) -> str:
     by = {}
     for r in report["results"]:
@@ -564,19 +603,13 @@ def table(report: dict) -> str:
                     row.append(f"{_med(rate):.0f} ({min(rate):.0f}-{max(rate):.0f})")
                     row.append(f"{_med(cpu):.0f}" if cpu else "-")
                 rt = rates.get("resumetls")
-                row.append(
-                    f"{rt / rates['twisted']:.2f}"
-                    if rt and rates.get("twisted")
-                    else ""
-                )
-                row.append(
-                    f"{rt / rates['s_server']:.2f}"
-                    if rt and rates.get("s_server")
-                    else ""
-                )
+                mine = by.get(("resumetls", kind, version, workload))
+                for other in ("twisted", "s_server"):
+                    theirs = by.get((other, kind, version, workload))
+                    row.append(f"{_ratio(mine, theirs):.2f}" if mine and theirs else "")
                 full = by.get(("resumetls", kind, version, "full"))
                 if rt and full and workload != "full":
-                    row.append(f"{rt / _med([x['rate'] for x in full]):.2f}")
+                    row.append(f"{_ratio(mine, full):.2f}")
                 else:
                     row.append("")
                 lines.append("| " + " | ".join(row) + " |")
