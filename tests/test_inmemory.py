@@ -23,6 +23,7 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
+from resumetls import _openssl
 from resumetls._context import (
     ResumingContextFactory,
     ResumptionSettings,
@@ -33,6 +34,8 @@ from resumetls._memorycache import MemorySessionCache
 
 from . import _support
 from ._support import options
+
+_ffi = _openssl._ffi
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -55,6 +58,17 @@ class _ResumingClient:
             conn.set_session(self.session)
         self.connections.append(conn)
         return conn
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class _PlainServer:
+    """Connections from a given context, with nothing of ours installed."""
+
+    def __init__(self, context):
+        self.context = context
+
+    def serverConnectionForTLS(self, tlsProtocol):
+        return SSL.Connection(self.context, None)
 
 
 class _Server(protocol.Protocol):
@@ -117,6 +131,12 @@ class InMemoryTests(SynchronousTestCase):
         self.assertEqual(infos[0].mechanism, mechanism)
         self.assertEqual(getattr(factory.stats(), counter), 1)
         self.assertEqual(factory.stats().full_handshakes, 1)
+        # Sessions live in our cache only: OpenSSL's own in-process cache
+        # (SSL_CTX_sess_number, through SSL_CTX_ctrl) stays empty, so no
+        # second copy of the master secrets is kept, unbounded by our limits.
+        route = _openssl.route()
+        self.assertEqual(route.internal_cache_entries(factory.getContext()), 0)
+        return factory
 
     def test_tls12_session_id(self):
         self._resumes(
@@ -153,6 +173,30 @@ class InMemoryTests(SynchronousTestCase):
             "resumed_session_id",
             "session-id",
         )
+
+    def test_internal_cache_figures(self):
+        """
+        The SSL_CTX_ctrl settings the route offers work on a real context:
+        OpenSSL's own cache counts the sessions it holds when it is used,
+        and its size bound can be set.
+        """
+        route = _openssl.route()
+        opts = options()
+        opts.enableSessions = True
+        ctx = opts.getContext()
+        route.set_internal_cache_size(ctx, 7)
+        self.assertEqual(
+            route.function("SSL_CTX_ctrl")(
+                route._ctx(ctx), _openssl.SSL_CTRL_GET_SESS_CACHE_SIZE, 0, _ffi.NULL
+            ),
+            7,
+        )
+        server = _PlainServer(ctx)
+        client = _ResumingClient(SSL.TLS1_2_VERSION, no_ticket=True)
+        handshake(server, client)
+        self.assertEqual(route.internal_cache_entries(ctx), 1)
+        infos, _ = handshake(server, client)
+        self.assertTrue(infos[0].resumed)
 
     def test_everything_off(self):
         """Both mechanisms off: every handshake is full, nothing is issued."""
