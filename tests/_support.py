@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -18,8 +20,9 @@ import subprocess
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.x509.oid import NameOID
 from twisted.internet import protocol, reactor
 from twisted.internet.endpoints import SSL4ServerEndpoint
@@ -223,6 +226,24 @@ def session_ticket(pem_path: str) -> bytes | None:
 
 
 # -- DER surgery on session files (forged tickets and session IDs) -------------
+
+
+def open_ticket(ticket: bytes, key: Any) -> bytes:
+    """
+    Open a TLS 1.2 ticket as OpenSSL's ticket-key callback protects it:
+    key name(16) | IV(16) | AES-CBC(state) | HMAC-SHA256(everything before),
+    with a L{resumetls.TicketKey}'s HMAC and AES keys.  Returns the DER
+    session state; raises L{AssertionError} when the HMAC does not match.
+    """
+    body, mac = ticket[:-32], ticket[-32:]
+    expected = hmac.new(key.hmac_key, body, hashlib.sha256).digest()
+    if not hmac.compare_digest(mac, expected):
+        raise AssertionError("the ticket's HMAC does not match this HMAC key")
+    iv, encrypted = ticket[16:32], ticket[32:-32]
+    decryptor = Cipher(algorithms.AES(key.aes_key), modes.CBC(iv)).decryptor()
+    padded = decryptor.update(encrypted) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    return unpadder.update(padded) + unpadder.finalize()
 
 
 def _read_tlv(data: bytes, i: int) -> tuple[int, int, int]:

@@ -12,14 +12,11 @@ the name, the HMAC-SHA256 and the AES-CBC layer must all match.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import os
 import shutil
 import subprocess
 
-from cryptography.hazmat.primitives import padding, serialization
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives import serialization
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from resumetls._keyfiles import (
@@ -39,6 +36,7 @@ from tests._support import (
     OPENSSL,
     certificate,
     free_port,
+    open_ticket,
     run_unprivileged,
     session_ticket,
     wait_for_port,
@@ -359,23 +357,6 @@ class FileAccessTests(FilesMixin, SynchronousTestCase):
 
 
 # -- the real servers ----------------------------------------------------------
-
-
-def open_ticket(ticket: bytes, key: TicketKey) -> bytes:
-    """
-    Open a TLS 1.2 ticket as OpenSSL's ticket-key callback protects it:
-    key name(16) | IV(16) | AES-CBC(state) | HMAC-SHA256(everything before).
-    Returns the DER session state.
-    """
-    body, mac = ticket[:-32], ticket[-32:]
-    expected = hmac.new(key.hmac_key, body, hashlib.sha256).digest()
-    if not hmac.compare_digest(mac, expected):
-        raise AssertionError("the ticket's HMAC does not match this HMAC key")
-    iv, encrypted = ticket[16:32], ticket[32:-32]
-    decryptor = Cipher(algorithms.AES(key.aes_key), modes.CBC(iv)).decryptor()
-    padded = decryptor.update(encrypted) + decryptor.finalize()
-    unpadder = padding.PKCS7(128).unpadder()
-    return unpadder.update(padded) + unpadder.finalize()
 
 
 class RealServerTests(SynchronousTestCase):

@@ -5,13 +5,9 @@ here wrote: C{openssl s_client -sess_out/-sess_in} and Python's C{ssl} module.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import ssl
 
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.task import deferLater
@@ -23,7 +19,7 @@ from resumetls._keys import KeyRing, TicketKey
 from resumetls._memorycache import MemorySessionCache
 
 from . import _support
-from ._support import listen, options, python_client, s_client
+from ._support import listen, open_ticket, options, python_client, s_client
 
 if _support.OPENSSL is None:  # pragma: no cover - .ci/run installs it
     raise SkipTest("the openssl command is needed (apt-get install openssl)")
@@ -351,23 +347,6 @@ class BoundaryTests(TestCase):
         self.assertNotEqual(a.session_id_context, c.session_id_context)
         self.assertEqual(a.session_id_context, d.session_id_context)
         self.assertEqual(len(a.session_id_context), 32)
-
-
-def open_ticket(ticket: bytes, key: TicketKey) -> bytes:
-    """
-    Open a TLS 1.2 ticket as OpenSSL's ticket-key callback protects it:
-    key name(16) | IV(16) | AES-CBC(state) | HMAC-SHA256(everything before).
-    Returns the DER session state (copied from tests/test_keyfiles.py).
-    """
-    body, mac = ticket[:-32], ticket[-32:]
-    expected = hmac.new(key.hmac_key, body, hashlib.sha256).digest()
-    if not hmac.compare_digest(mac, expected):
-        raise AssertionError("the ticket's HMAC does not match this HMAC key")
-    iv, encrypted = ticket[16:32], ticket[32:-32]
-    decryptor = Cipher(algorithms.AES(key.aes_key), modes.CBC(iv)).decryptor()
-    padded = decryptor.update(encrypted) + decryptor.finalize()
-    unpadder = padding.PKCS7(128).unpadder()
-    return unpadder.update(padded) + unpadder.finalize()
 
 
 class TicketTests(TestCase):

@@ -45,6 +45,12 @@ def twist(*args):
     return ["-m", "twisted", *args]
 
 
+def serve(testcase, port, cert, key, *options):
+    """C{twist resumetls} on C{port} with this certificate and key."""
+    argv = ["--port", str(port), "--certificate", cert, "--key", key, *options]
+    return start_process(testcase, twist("resumetls", *argv), port)
+
+
 class TwistResumetlsTests(TestCase):
     """The four modes against a real C{twist resumetls} process."""
 
@@ -54,33 +60,8 @@ class TwistResumetlsTests(TestCase):
         async def run():
             cert, key = pem_files(self)
             default, stateful = free_port(), free_port()
-            start_process(
-                self,
-                twist(
-                    "resumetls",
-                    "--port",
-                    str(default),
-                    "--certificate",
-                    cert,
-                    "--key",
-                    key,
-                ),
-                default,
-            )
-            start_process(
-                self,
-                twist(
-                    "resumetls",
-                    "--port",
-                    str(stateful),
-                    "--certificate",
-                    cert,
-                    "--key",
-                    key,
-                    "--no-tickets",
-                ),
-                stateful,
-            )
+            serve(self, default, cert, key)
+            serve(self, stateful, cert, key, "--no-tickets")
             for port, flags in (
                 (default, ["-tls1_2", "-no_ticket"]),
                 (default, ["-tls1_2"]),
@@ -210,19 +191,7 @@ class TwistResumetlsTests(TestCase):
             with open(cafile, "wb") as f:
                 f.write(ca.public_bytes(serialization.Encoding.PEM))
             port = free_port()
-            start_process(
-                self,
-                twist(
-                    "resumetls",
-                    "--port",
-                    str(port),
-                    "--certificate",
-                    cert,
-                    "--key",
-                    key,
-                ),
-                port,
-            )
+            serve(self, port, cert, key)
             sess = os.path.abspath(self.mktemp())
             args = ["-CAfile", cafile, "-verify_return_error", "-showcerts"]
             out = await deferToThread(
@@ -293,22 +262,15 @@ class TwistResumetlsTests(TestCase):
             keys = [TicketKey.generate() for _ in range(4)]
             write_haproxy_keys(keyfile, keys[:3])
             port = free_port()
-            proc = start_process(
+            proc = serve(
                 self,
-                twist(
-                    "resumetls",
-                    "--port",
-                    str(port),
-                    "--certificate",
-                    cert,
-                    "--key",
-                    key,
-                    "--ticket-keys",
-                    keyfile,
-                    "--factory",
-                    "examples.echo.EchoFactory",
-                ),
                 port,
+                cert,
+                key,
+                "--ticket-keys",
+                keyfile,
+                "--factory",
+                "examples.echo.EchoFactory",
             )
             ctx = _support.python_context(ssl.TLSVersion.TLSv1_3, False, cert)
             conn = await deferToThread(
@@ -356,21 +318,7 @@ class TwistResumetlsTests(TestCase):
             a, b, c, d = (TicketKey.generate() for _ in range(4))
             write_haproxy_keys(keyfile, [a, b, c])  # b encrypts, c is next
             port = free_port()
-            proc = start_process(
-                self,
-                twist(
-                    "resumetls",
-                    "--port",
-                    str(port),
-                    "--certificate",
-                    cert,
-                    "--key",
-                    key,
-                    "--ticket-keys",
-                    keyfile,
-                ),
-                port,
-            )
+            proc = serve(self, port, cert, key, "--ticket-keys", keyfile)
             under_b = os.path.abspath(self.mktemp())
             await s_client(port, None, under_b, "-tls1_2", http=True)
             self.assertEqual(_support.session_ticket(under_b)[:16], b.name)
@@ -410,21 +358,7 @@ class TwistResumetlsTests(TestCase):
             a, b, c, d = (TicketKey.generate() for _ in range(4))
             write_haproxy_keys(keyfile, [a, b, c])
             port = free_port()
-            proc = start_process(
-                self,
-                twist(
-                    "resumetls",
-                    "--port",
-                    str(port),
-                    "--certificate",
-                    cert,
-                    "--key",
-                    key,
-                    "--ticket-keys",
-                    keyfile,
-                ),
-                port,
-            )
+            proc = serve(self, port, cert, key, "--ticket-keys", keyfile)
             under_b = os.path.abspath(self.mktemp())
             await s_client(port, None, under_b, "-tls1_2", http=True)
             write_haproxy_keys(keyfile, [b, c, d])
@@ -455,21 +389,7 @@ class TwistResumetlsTests(TestCase):
         async def run():
             cert, key = pem_files(self)
             port, metrics = free_port(), free_port()
-            start_process(
-                self,
-                twist(
-                    "resumetls",
-                    "--port",
-                    str(port),
-                    "--certificate",
-                    cert,
-                    "--key",
-                    key,
-                    "--metrics",
-                    str(metrics),
-                ),
-                port,
-            )
+            serve(self, port, cert, key, "--metrics", str(metrics))
             _support.wait_for_port(metrics)
 
             def scrape():
