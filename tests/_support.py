@@ -37,31 +37,57 @@ OPENSSL = shutil.which("openssl")
 CLIENT_TIMEOUT = 10
 
 
-def make_certificate(common_name: str = "localhost", kind: str = "ec") -> tuple:
-    """A self-signed certificate for C{common_name} and its private key."""
-    if kind == "rsa":
+def issue(
+    common_name: str,
+    *,
+    issuer: tuple | None = None,
+    ca: bool = False,
+    san: list[str] | None = None,
+    extensions: list[tuple] = (),  # type: ignore[assignment]
+    kind: str = "ec",
+    key: Any = None,
+) -> tuple:
+    """
+    A certificate for C{common_name} and its new private key: self-signed,
+    or signed by C{issuer} (a (certificate, key) pair); a CA when C{ca};
+    with these DNS names (none when L{None}) and any more C{extensions}
+    ((extension, critical) pairs), for C{key} (a new one when L{None}).
+    Valid from yesterday for 30 days.
+    """
+    if key is None and kind == "rsa":
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    else:
+    elif key is None:
         key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    issuer_name, signing_key = (
+        (issuer[0].subject, issuer[1]) if issuer is not None else (name, key)
+    )
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(common_name), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
     )
-    return cert, key
+    if ca:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), True
+        )
+    if san is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in san]), False
+        )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical)
+    return builder.sign(signing_key, hashes.SHA256()), key
+
+
+def make_certificate(common_name: str = "localhost", kind: str = "ec") -> tuple:
+    """A self-signed certificate for C{common_name} and its private key."""
+    return issue(common_name, san=[common_name, "localhost"], kind=kind)
 
 
 _CERT_CACHE: dict[str, tuple] = {}

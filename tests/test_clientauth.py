@@ -8,16 +8,14 @@ the same certificate, service name, ticket keys and cache.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import socket
 import ssl
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet import reactor
 from twisted.internet._sslverify import IOpenSSLTrustRoot
@@ -46,66 +44,40 @@ _CAS: dict[str, tuple] = {}
 def authority(name: str) -> tuple:
     """A CA certificate and key, one per name for the whole run."""
     if name not in _CAS:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False
-            )
-            .sign(key, hashes.SHA256())
+        usage = x509.KeyUsage(
+            digital_signature=True,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=True,
+            crl_sign=True,
+            encipher_only=False,
+            decipher_only=False,
         )
-        _CAS[name] = (cert, key)
+        key = ec.generate_private_key(ec.SECP256R1())
+        # The key identifier the client certificates' AKI points at.
+        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        _CAS[name] = _support.issue(
+            name, key=key, ca=True, extensions=[(usage, True), (ski, False)]
+        )
     return _CAS[name]
 
 
 def client_certificate(ca_name: str) -> tuple:
     """A client certificate issued by the CA C{ca_name}, and its key."""
     ca_cert, ca_key = authority(ca_name)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"client of {ca_name}")])
-        )
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            False,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False
-        )
-        .sign(ca_key, hashes.SHA256())
+    return _support.issue(
+        f"client of {ca_name}",
+        issuer=(ca_cert, ca_key),
+        extensions=[
+            (
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                False,
+            ),
+            (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+        ],
     )
-    return cert, key
 
 
 def trust(*ca_names: str):

@@ -146,42 +146,11 @@ class TwistResumetlsTests(TestCase):
         """
 
         async def run():
-            import datetime
+            from cryptography.hazmat.primitives import serialization
 
-            from cryptography import x509
-            from cryptography.hazmat.primitives import hashes, serialization
-            from cryptography.hazmat.primitives.asymmetric import ec
-            from cryptography.x509.oid import NameOID
-
-            def name(cn):
-                return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-            now = datetime.datetime.now(datetime.timezone.utc)
-            day = datetime.timedelta(days=1)
-            ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in "ab")
-            ca = (
-                x509.CertificateBuilder()
-                .subject_name(name("Test Issuing CA"))
-                .issuer_name(name("Test Issuing CA"))
-                .public_key(ca_key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - day)
-                .not_valid_after(now + day)
-                .add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
-                .sign(ca_key, hashes.SHA256())
-            )
-            leaf = (
-                x509.CertificateBuilder()
-                .subject_name(name("localhost"))
-                .issuer_name(ca.subject)
-                .public_key(leaf_key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - day)
-                .not_valid_after(now + day)
-                .add_extension(
-                    x509.SubjectAlternativeName([x509.DNSName("localhost")]), False
-                )
-                .sign(ca_key, hashes.SHA256())
+            ca, ca_key = _support.issue("Test Issuing CA", ca=True)
+            leaf, leaf_key = _support.issue(
+                "localhost", issuer=(ca, ca_key), san=["localhost"]
             )
             directory = os.path.abspath(self.mktemp())
             cert, key = _support.write_pem(directory, leaf, leaf_key)
