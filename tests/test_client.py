@@ -93,21 +93,27 @@ class _Fetch(Protocol):
             self.factory.protocols.append(self.protocol)
 
 
-async def fetch_page(creator, port):
+async def fetch_through(endpoint, polls=200):
     """
-    One request through wrapClientTLS; returns the page (C{b""} when the
-    handshake failed) and the ALPN protocol the connection negotiated.
+    One request through a client C{endpoint}; returns the page (C{b""} when
+    the handshake failed) and the ALPN protocol the connection negotiated.
+    Waits for the connection to end for at most C{polls} × 50 ms.
     """
     factory = Factory.forProtocol(_Fetch)
     factory.done = []
     factory.protocols = []
-    endpoint = wrapClientTLS(creator, HostnameEndpoint(reactor, "127.0.0.1", port))
     await endpoint.connect(factory)
-    for _ in range(200):
+    for _ in range(polls):
         if factory.done:
             break
         await deferLater(reactor, 0.05, lambda: None)
     return factory.done[0], factory.protocols[0]
+
+
+async def fetch_page(creator, port):
+    """One request through wrapClientTLS: see L{fetch_through}."""
+    endpoint = wrapClientTLS(creator, HostnameEndpoint(reactor, "127.0.0.1", port))
+    return await fetch_through(endpoint)
 
 
 async def fetch(creator, port):
@@ -333,14 +339,9 @@ class ClientTests(TestCase):
             )
             pages = []
             for _ in range(2):
-                factory = Factory.forProtocol(_Fetch)
-                factory.done = []
-                await clientFromString(reactor, description).connect(factory)
-                for _ in range(100):
-                    if factory.done:
-                        break
-                    await deferLater(reactor, 0.05, lambda: None)
-                pages.append(verdict(factory.done[0]))
+                endpoint = clientFromString(reactor, description)
+                page, _ = await fetch_through(endpoint, polls=100)
+                pages.append(verdict(page))
             self.assertEqual(pages, ["New TLSv1.3", "Reused TLSv1.3"])
             self.assertEqual(os.stat(sessions).st_mode & 0o777, 0o600)
             self.assertEqual(len(FileClientSessionStore(sessions)._sessions), 1)
@@ -623,14 +624,9 @@ class EndpointTests(TestCase):
             description = f"resumetls:host=localhost:port={port}:trustRoots={bundle}"
             pages = []
             for _ in range(2):
-                factory = Factory.forProtocol(_Fetch)
-                factory.done = []
-                await clientFromString(reactor, description).connect(factory)
-                for _ in range(100):
-                    if factory.done:
-                        break
-                    await deferLater(reactor, 0.05, lambda: None)
-                pages.append(verdict(factory.done[0]) if factory.done[0] else "failed")
+                endpoint = clientFromString(reactor, description)
+                page, _ = await fetch_through(endpoint, polls=100)
+                pages.append(verdict(page) if page else "failed")
             self.assertEqual(pages, ["New TLSv1.3", "Reused TLSv1.3"])
 
         return ensureDeferred(run())
