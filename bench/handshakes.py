@@ -353,8 +353,8 @@ import os, sys
 sys.path.insert(0, {root!r})
 from OpenSSL import SSL
 from twisted.internet.task import Clock
-from resumetls._memorycache import MemorySessionCache
-from resumetls import _openssl
+from resumetls.cache.memory import MemorySessionCache
+from resumetls.openssl import binding as _openssl
 der = bytes.fromhex({der!r})
 def rss():
     with open("/proc/self/statm") as f:
@@ -377,8 +377,8 @@ def session_der() -> bytes:
     """The DER of a real TLS 1.3 session from an in-memory handshake."""
     from OpenSSL import SSL
 
-    from resumetls import _openssl
-    from resumetls._context import ResumingContextFactory, ResumptionSettings
+    from resumetls.openssl import binding as _openssl
+    from resumetls.server.factory import ResumingContextFactory, ResumptionSettings
 
     work = tempfile.mkdtemp()
     cert, key = make_keys(work)["ecdsa"]
@@ -535,7 +535,7 @@ def machine() -> dict:
         versions["nginx"] = subprocess.run(
             [NGINX, "-v"], capture_output=True, text=True
         ).stderr.strip()
-    from resumetls._openssl import route_report
+    from resumetls.openssl.binding import route_report
 
     versions["openssl_in_cryptography"] = route_report()["openssl_version"]
     return {

@@ -55,9 +55,9 @@ def _options():
 def ticket_callback(iterations: int) -> dict[str, float]:
     from twisted.internet.task import Clock
 
-    from resumetls import _openssl
-    from resumetls._context import ResumingContextFactory
-    from resumetls._keys import KeyRing, RotationPolicy
+    from resumetls.keys.ring import KeyRing, RotationPolicy
+    from resumetls.openssl import binding as _openssl
+    from resumetls.server.factory import ResumingContextFactory
 
     clock = Clock()
     factory = ResumingContextFactory(
@@ -69,7 +69,7 @@ def ticket_callback(iterations: int) -> dict[str, float]:
 def cache(iterations: int) -> dict[str, float]:
     from twisted.internet.task import Clock
 
-    from resumetls._memorycache import MemorySessionCache
+    from resumetls.cache.memory import MemorySessionCache
 
     c = MemorySessionCache(max_entries=iterations * 2, clock=Clock())
     der = os.urandom(150)
@@ -90,7 +90,7 @@ import time
 t = time.perf_counter()
 import OpenSSL.SSL
 t1 = time.perf_counter()
-from resumetls import _openssl
+from resumetls.openssl import binding as _openssl
 r = _openssl.route()
 t2 = time.perf_counter()
 assert r.from_cache == {cached}, r.from_cache

@@ -9,9 +9,9 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    "doctor": ("resumetls._doctor", "report what this machine's OpenSSL allows"),
-    "keys": ("resumetls._keytool", "generate and inspect session ticket key files"),
-    "probe": ("resumetls._probe", "check a server's session resumption"),
+    "doctor": ("resumetls.cli.doctor", "report what this machine's OpenSSL allows"),
+    "keys": ("resumetls.cli.keytool", "generate and inspect session ticket key files"),
+    "probe": ("resumetls.cli.probe", "check a server's session resumption"),
 }
 
 

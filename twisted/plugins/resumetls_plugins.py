@@ -6,12 +6,12 @@ objects; the real work is imported when a plugin is used.
 
 from twisted.application.service import ServiceMaker
 
-from resumetls._client_endpoint import ResumeTLSClientParser
-from resumetls._endpoint import ResumeTLSServerParser
+from resumetls.client.endpoint import ResumeTLSClientParser
+from resumetls.server.endpoint import ResumeTLSServerParser
 
 resumetls = ServiceMaker(
     "resumetls",
-    "resumetls._tap",
+    "resumetls.cli.tap",
     "TLS with session resumption (tickets and session IDs) for any protocol",
     "resumetls",
 )

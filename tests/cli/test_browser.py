@@ -1,0 +1,197 @@
+"""
+The demo page in a real browser: headless Chromium (Debian's package), one
+profile, one browser process, two loads of the page a few seconds apart (as a
+person reloading).  The second load is a new TLS connection and must say it
+was resumed, and the server's counters must agree.
+
+Chromium is driven over its DevTools protocol on a pipe
+(C{--remote-debugging-pipe}: JSON messages, NUL-terminated, on file
+descriptors 3 and 4), so no websocket client is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import time
+
+from twisted.trial.unittest import SkipTest, TestCase
+
+from resumetls.cli.devcert import spki_pin
+
+from .. import _support
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def spki_flag(log: str) -> str:
+    """
+    The Chromium flag the server's development certificate warning gives
+    (the log is C{twist}'s JSON lines: render the event as a person sees it).
+    """
+    from twisted.logger import eventFromJSON, formatEvent
+
+    for line in log.split("\x1e"):
+        if '"resumetls.devcert"' in line:
+            text = formatEvent(eventFromJSON(line.strip()))
+            found = re.findall(
+                r"--ignore-certificate-errors-spki-list=[A-Za-z0-9+/=]+", text
+            )
+            if found:
+                return found[0]
+    raise AssertionError(f"no Chromium flag in the log:\n{log[-3000:]}")
+
+
+class DevTools:
+    """A minimal DevTools protocol client over Chromium's debugging pipe."""
+
+    def __init__(self, argv: list[str], timeout: float = 60.0) -> None:
+        to_chrome_r, self._to_chrome = os.pipe()
+        self._from_chrome, from_chrome_w = os.pipe()
+        # Chromium reads commands on fd 3 and writes answers on fd 4.  Python's
+        # own descriptors are not inheritable, so close_fds=False passes just
+        # these two (pass_fds would close them again after the dup2).
+        self.proc = subprocess.Popen(
+            argv,
+            close_fds=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: (os.dup2(to_chrome_r, 3), os.dup2(from_chrome_w, 4)),
+        )
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buffer = b""
+        self._next_id = 0
+        self.deadline = time.monotonic() + timeout
+
+    def call(self, method: str, session: str | None = None, **params) -> dict:
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params}
+        if session is not None:
+            message["sessionId"] = session
+        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._read()
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise AssertionError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def _read(self) -> dict:
+        while b"\0" not in self._buffer:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("Chromium did not answer in time")
+            ready, _, _ = select.select([self._from_chrome], [], [], left)
+            if ready:
+                chunk = os.read(self._from_chrome, 65536)
+                if not chunk:
+                    raise AssertionError("Chromium closed its debugging pipe")
+                self._buffer += chunk
+        message, _, self._buffer = self._buffer.partition(b"\0")
+        return json.loads(message)
+
+    def close(self) -> str:
+        """Stop the browser; returns what it wrote on stderr (for failures)."""
+        try:
+            self.call("Browser.close")
+        except (AssertionError, OSError):
+            pass
+        for fd in (self._to_chrome, self._from_chrome):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=10)
+        return err.decode(errors="replace")
+
+
+class ChromiumTests(TestCase):
+    timeout = 120
+
+    def setUp(self):
+        if CHROMIUM is None:
+            raise SkipTest("chromium is not installed (.ci/run installs it)")
+
+    def test_second_load_resumed(self):
+        port = _support.free_port()
+        proc = _support.start_process(
+            self, ["-m", "twisted", "resumetls", "--port", str(port)], port
+        )
+        cert = os.path.join(proc.tmp, "data", "resumetls", "dev-cert.pem")
+        flag = spki_flag(_support.read_output(proc))
+        self.assertEqual(flag.split("=", 1)[1], spki_pin(cert))
+        profile = os.path.abspath(self.mktemp())
+        browser = DevTools(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                # Trust exactly the development certificate, as the server's
+                # log tells the user: no certificate error, so the browser
+                # treats the connection normally (and resumes).
+                flag,
+                "--remote-debugging-pipe",
+                "about:blank",
+            ]
+        )
+        stderr = ""
+        try:
+            targets = browser.call("Target.getTargets")["targetInfos"]
+            page = next(t["targetId"] for t in targets if t["type"] == "page")
+            session = browser.call(
+                "Target.attachToTarget", targetId=page, flatten=True
+            )["sessionId"]
+            url = f"https://localhost:{port}/"
+            first = self.load(browser, session, url)
+            # Like a person reloading: a little later, in the same browser.
+            time.sleep(3)
+            second = self.load(browser, session, url)
+        finally:
+            stderr = browser.close()
+        self.assertEqual(first["resumed"], "no", stderr[-2000:])
+        self.assertEqual(second["resumed"], "yes", f"{second}\n{stderr[-2000:]}")
+        self.assertEqual(
+            second["verdict"], "This connection was resumed (TLS 1.3 session ticket)."
+        )
+        _, body, _, _ = _support.https_get(port, "/status.json")
+        server = json.loads(body)["server"]
+        self.assertGreaterEqual(server["resumed_ticket_tls13"], 1)
+
+    def load(self, browser: DevTools, session: str, url: str) -> dict:
+        """Navigate and wait (bounded) for the page's verdict."""
+        browser.call("Page.navigate", session, url=url)
+        # A document already read is marked, so the old page is never taken
+        # for the new one while the navigation is under way.
+        expression = (
+            "!window.__read && document.readyState === 'complete' &&"
+            " document.getElementById('resumed')"
+            " ? (window.__read = true, JSON.stringify({"
+            "resumed: document.getElementById('resumed').textContent,"
+            " verdict: document.getElementById('verdict').textContent}))"
+            " : ''"
+        )
+        for _ in range(100):
+            result = browser.call(
+                "Runtime.evaluate", session, expression=expression, returnByValue=True
+            )["result"]
+            if result.get("value"):
+                return json.loads(result["value"])
+            time.sleep(0.1)
+        raise AssertionError(f"{url} did not load")

@@ -1,0 +1,364 @@
+"""
+C{twist resumetls}'s options and the service tree C{makeService} builds, in
+this process (the real subprocess is in C{test_twist}).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Site
+from twisted.web.static import File
+from twisted.web.wsgi import WSGIResource
+
+from resumetls.cli import tap as _tap
+from resumetls.cli.demo import DemoPage
+from resumetls.keys import reload as _reload
+from resumetls.keys.files import load_key_file, write_haproxy_keys
+from resumetls.keys.ring import KeyRing, TicketKey
+from resumetls.server.factory import ResumingContextFactory
+
+from .. import _support
+
+
+def pem_files(testcase, kind="ec"):
+    return _support.write_pem(
+        os.path.abspath(testcase.mktemp()), *_support.certificate(kind)
+    )
+
+
+# Targets for --factory and --wsgi (dotted names into this module).
+echo_factory = Factory.forProtocol(Protocol)
+
+
+def make_factory():
+    return Factory.forProtocol(Protocol)
+
+
+def broken_factory():
+    raise RuntimeError("no database")
+
+
+def not_a_factory():
+    return 42
+
+
+def wsgi_app(environ, start_response):
+    start_response("200 OK", [])
+    return [b"ok"]
+
+
+NOT_CALLABLE = "just a string"
+
+
+def private_data_dir(testcase):
+    """Keep any development certificate out of the real home directory."""
+    data = os.path.abspath(testcase.mktemp())
+    testcase.patch(os, "environ", {**os.environ, "XDG_DATA_HOME": data})
+
+
+class OptionsTests(SynchronousTestCase):
+    def setUp(self):
+        self.cert, self.key = pem_files(self)
+        private_data_dir(self)
+
+    def options(self, *argv):
+        options = _tap.Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def error(self, *argv):
+        e = self.assertRaises(usage.UsageError, self.options, *argv)
+        return str(e)
+
+    def test_port_listener(self):
+        """--port and the TLS options make one listener, built at once."""
+        options = self.options(
+            "--port",
+            "9443",
+            "--interface",
+            "127.0.0.1",
+            "--certificate",
+            self.cert,
+            "--key",
+            self.key,
+            "--no-session-ids",
+            "--tls13-tickets",
+            "1",
+            "--service",
+            "shop",
+        )
+        [(description, config, factory, watcher)] = options.listeners
+        self.assertIsNone(description)
+        self.assertEqual((config.port, config.interface), (9443, "127.0.0.1"))
+        self.assertIsInstance(factory, ResumingContextFactory)
+        self.assertEqual(
+            (
+                factory.settings.session_ids,
+                factory.settings.tickets,
+                factory.settings.tls13_tickets,
+                factory.settings.service,
+            ),
+            (False, True, 1, "shop"),
+        )
+        self.assertIsNone(watcher)
+        self.assertEqual(options.what, "demo")
+
+    def test_development_certificate(self):
+        """Neither --certificate nor --key: the development certificate."""
+        options = self.options("--port", "9443")
+        self.assertIsInstance(options.listeners[0][2], ResumingContextFactory)
+        key = os.path.join(os.environ["XDG_DATA_HOME"], "resumetls", "dev-key.pem")
+        self.assertEqual(os.stat(key).st_mode & 0o777, 0o600)
+
+    def test_ticket_keys_watched(self):
+        keyfile = os.path.abspath(self.mktemp())
+        write_haproxy_keys(keyfile, [TicketKey.generate() for _ in range(3)])
+        options = self.options(
+            "--certificate", self.cert, "--key", self.key, "--ticket-keys", keyfile
+        )
+        watcher = options.listeners[0][3]
+        self.assertEqual(watcher.path, keyfile)
+
+    def test_listen(self):
+        """--listen strings: resumetls: ones built now, others kept for later."""
+        options = self.options(
+            "--listen",
+            f"resumetls:9443:privateKey={self.key}:certKey={self.cert}:tickets=no",
+            "--listen",
+            "tcp:8080:interface=127.0.0.1",
+        )
+        first, second = options.listeners
+        self.assertIsInstance(first[2], ResumingContextFactory)
+        self.assertFalse(first[2].settings.tickets)
+        self.assertEqual(second, ("tcp:8080:interface=127.0.0.1", None, None, None))
+        self.assertEqual(options.context_factories, [first[2]])
+
+    def test_listen_errors(self):
+        """A bad resumetls: string is an option error, not a traceback later."""
+        self.assertEqual(
+            self.error("--listen", "resumetls:8443:bogus=1").split(";")[0],
+            "--listen resumetls:8443:bogus=1: unknown option bogus",
+        )
+        self.assertEqual(
+            self.error("--listen", "resumetls:8443:certKey=/nope.pem"),
+            "--listen resumetls:8443:certKey=/nope.pem: certKey: /nope.pem: no such "
+            "file",
+        )
+        _, other = pem_files(self, "rsa")
+        self.assertEqual(
+            self.error(
+                "--listen", f"resumetls:8443:certKey={self.cert}:privateKey={other}"
+            ),
+            f"--listen resumetls:8443:certKey={self.cert}:privateKey={other}: the "
+            f"private key {other} does not match the certificate {self.cert}",
+        )
+
+    def test_listen_with_port_options(self):
+        """Options of the --port listener would be ignored with --listen: refused."""
+        for extra in (
+            ["--certificate", self.cert, "--key", self.key],
+            ["--port", "9000"],
+            ["--no-tickets"],
+            ["--session-timeout", "60"],
+        ):
+            message = self.error("--listen", "resumetls:8443", *extra)
+            self.assertEqual(
+                message,
+                f"{extra[0]} does not apply with --listen: put the listener's "
+                "options in its resumetls: string (e.g. resumetls:8443:"
+                "certKey=cert.pem:privateKey=key.pem:ticketKeys=ticket.keys)",
+            )
+
+    def test_factory(self):
+        """--factory takes a factory, or a callable returning one."""
+        options = self.options(
+            "--certificate",
+            self.cert,
+            "--key",
+            self.key,
+            "--factory",
+            f"{__name__}.echo_factory",
+        )
+        self.assertIs(options.target, echo_factory)
+        options = self.options(
+            "--certificate",
+            self.cert,
+            "--key",
+            self.key,
+            "--factory",
+            f"{__name__}.make_factory",
+        )
+        self.assertIsInstance(options.target, Factory)
+        self.assertIsNot(options.target, echo_factory)
+
+    def test_factory_errors(self):
+        cases = [
+            (
+                "broken_factory",
+                "--factory {}.broken_factory: calling it raised RuntimeError: no "
+                "database",
+            ),
+            (
+                "not_a_factory",
+                "--factory {}.not_a_factory did not give a protocol factory (got int)",
+            ),
+            (
+                "NOT_CALLABLE",
+                "--factory {}.NOT_CALLABLE is neither a protocol factory nor callable",
+            ),
+        ]
+        for name, message in cases:
+            self.assertEqual(
+                self.error("--factory", f"{__name__}.{name}"), message.format(__name__)
+            )
+        self.assertTrue(
+            self.error("--factory", f"{__name__}.nothing").startswith(
+                f"--factory {__name__}.nothing: cannot import it"
+            )
+        )
+
+    def test_wsgi_errors(self):
+        self.assertEqual(
+            self.error("--wsgi", f"{__name__}.NOT_CALLABLE"),
+            f"--wsgi {__name__}.NOT_CALLABLE is not callable",
+        )
+        self.assertEqual(
+            self.error("--wsgi", "a", "--factory", "b"),
+            "give only one of --factory, --wsgi and --path, not --factory and --wsgi",
+        )
+
+    def test_help_is_plain_text(self):
+        """The help shows no epytext markup."""
+        text = str(_tap.Options())
+        self.assertIn("--listen", text)
+        self.assertNotIn("C{", text)
+        self.assertNotIn("L{", text)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def setUp(self):
+        self.cert, self.key = pem_files(self)
+        private_data_dir(self)
+
+    def service(self, *argv):
+        options = _tap.Options()
+        options.parseOptions(list(argv))
+        return options, _tap.makeService(options)
+
+    def servers(self, top):
+        return [s for s in top if isinstance(s, StreamServerEndpointService)]
+
+    def test_port(self):
+        options, top = self.service(
+            "--port", "9443", "--certificate", self.cert, "--key", self.key
+        )
+        [server] = self.servers(top)
+        self.assertIsInstance(server.endpoint, SSL4ServerEndpoint)
+        self.assertEqual(server.endpoint._port, 9443)
+        self.assertIs(server.endpoint._sslContextFactory, options.context_factories[0])
+        self.assertIsInstance(server.factory, Site)
+        self.assertIsInstance(server.factory.resource, DemoPage)
+
+    def test_what_to_serve(self):
+        base = ["--certificate", self.cert, "--key", self.key]
+        _, top = self.service(*base, "--path", os.path.dirname(self.cert))
+        resource = self.servers(top)[0].factory.resource
+        self.assertIsInstance(resource, File)
+        self.assertEqual(resource.path, os.path.dirname(self.cert))
+        _, top = self.service(*base, "--wsgi", f"{__name__}.wsgi_app")
+        self.assertIsInstance(self.servers(top)[0].factory.resource, WSGIResource)
+        _, top = self.service(*base, "--factory", f"{__name__}.echo_factory")
+        self.assertIs(self.servers(top)[0].factory, echo_factory)
+
+    def test_listen_and_metrics(self):
+        """Each --listen is a server; --metrics PORT listens on loopback only."""
+        _, top = self.service(
+            "--listen",
+            f"resumetls:9443:privateKey={self.key}:certKey={self.cert}",
+            "--listen",
+            "tcp:8080",
+            "--metrics",
+            "9100",
+        )
+        tls, plain, metrics = self.servers(top)
+        self.assertIsInstance(tls.endpoint, SSL4ServerEndpoint)
+        self.assertIsInstance(plain.endpoint, TCP4ServerEndpoint)
+        self.assertIs(tls.factory, plain.factory)
+        self.assertIsInstance(metrics.endpoint, TCP4ServerEndpoint)
+        self.assertEqual(
+            (metrics.endpoint._port, metrics.endpoint._interface), (9100, "127.0.0.1")
+        )
+        self.assertIsNot(metrics.factory, tls.factory)
+
+    def test_bad_late_endpoint(self):
+        """Another parser's error is one line and an exit, not a traceback."""
+        options = _tap.Options()
+        options.parseOptions(["--listen", "tcp:http"])
+        e = self.assertRaises(SystemExit, _tap.makeService, options)
+        self.assertTrue(str(e.code).startswith("Error: --listen tcp:http: "), e.code)
+
+
+class ImmediateReactor:
+    def callFromThread(self, f, *args):  # noqa: N802
+        f(*args)
+
+
+class KeyReloadServiceTests(SynchronousTestCase):
+    def watchers(self, n):
+        """Real key file watchers, and SIGHUP reloads run at once."""
+        self.patch(_reload, "_sighup", _reload._SighupReloads(ImmediateReactor()))
+        found = []
+        for _ in range(n):
+            path = os.path.abspath(self.mktemp())
+            write_haproxy_keys(path, [TicketKey.generate() for _ in range(3)])
+            ring = KeyRing.from_keyset(load_key_file(path))
+            found.append(_reload.KeyFileWatcher(path, ring, Clock()))
+        return found
+
+    def test_sighup(self):
+        """
+        Starting installs a SIGHUP handler that reloads every watcher;
+        stopping restores the previous handler and stops the watchers.
+        """
+        previous = signal.getsignal(signal.SIGHUP)
+        self.addCleanup(signal.signal, signal.SIGHUP, previous)
+        watchers = self.watchers(2)
+        service = _tap._KeyReloadService(watchers, None)
+        service.startService()
+        self.assertTrue(all(w._loop.running for w in watchers))
+        handler = signal.getsignal(signal.SIGHUP)
+        self.assertNotEqual(handler, previous)
+        handler(signal.SIGHUP, None)
+        self.assertEqual([w.reloads for w in watchers], [1, 1])
+        service.stopService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
+        self.assertFalse(any(w._loop.running for w in watchers))
+
+    def test_previous_handler_called(self):
+        """A Python SIGHUP handler that was there before still runs."""
+        calls = []
+        previous = signal.signal(signal.SIGHUP, lambda n, f: calls.append(n))
+        self.addCleanup(signal.signal, signal.SIGHUP, previous)
+        (watcher,) = self.watchers(1)
+        watcher.start()
+        signal.getsignal(signal.SIGHUP)(signal.SIGHUP, None)
+        self.assertEqual((watcher.reloads, calls), (1, [signal.SIGHUP]))
+        watcher.stop()
+        signal.getsignal(signal.SIGHUP)(signal.SIGHUP, None)
+        self.assertEqual((watcher.reloads, calls), (1, [signal.SIGHUP] * 2))
+
+    def test_no_watchers(self):
+        """Without key files, SIGHUP keeps its default meaning."""
+        previous = signal.getsignal(signal.SIGHUP)
+        service = _tap._KeyReloadService([], ImmediateReactor())
+        service.startService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
+        service.stopService()

@@ -1,0 +1,392 @@
+"""
+The one option parser behind C{twist resumetls} and the C{resumetls:}
+endpoint: field by field, every error message, endpoint string splitting
+(as Twisted splits it), and L{build} turning a configuration into a context
+factory.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from twisted.internet.endpoints import _parse as twisted_parse
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from resumetls.keys.files import write_haproxy_keys
+from resumetls.keys.ring import TicketKey
+from resumetls.server.config import (
+    COMMAND_NAMES,
+    ENDPOINT_NAMES,
+    ConfigError,
+    ServerConfig,
+    build,
+    parse,
+    parse_endpoint,
+    split_description,
+)
+
+from .. import _support
+
+
+def pem_files(testcase, kind="ec"):
+    return _support.write_pem(
+        os.path.abspath(testcase.mktemp()), *_support.certificate(kind)
+    )
+
+
+class ParseTests(SynchronousTestCase):
+    def error(self, options, names=ENDPOINT_NAMES, source=""):
+        return str(self.assertRaises(ConfigError, parse, options, names, source))
+
+    def test_defaults(self):
+        """No options: the documented defaults."""
+        config = parse({}, ENDPOINT_NAMES, "")
+        self.assertEqual(config, ServerConfig())
+        self.assertEqual(config.port, 8443)
+        self.assertEqual(config.rotate_every, 12 * 3600)
+        self.assertEqual(config.session_cache, "memory://")
+        self.assertEqual((config.tickets, config.session_ids), (True, True))
+
+    def test_every_endpoint_field(self):
+        """Each endpoint option lands in its field, converted from text."""
+        cert, key = pem_files(self)
+        keys = os.path.abspath(self.mktemp())
+        write_haproxy_keys(keys, [TicketKey.generate() for _ in range(3)])
+        config = parse(
+            {
+                "port": "9443",
+                "interface": "127.0.0.1",
+                "backlog": "10",
+                "certKey": cert,
+                "privateKey": key,
+                "extraCertChain": cert,
+                "ticketKeys": keys,
+                "rotateEvery": "600",
+                "keepKeys": "3",
+                "tickets": "no",
+                "sessionIds": "on",
+                "sessionTimeout": "90.5",
+                "tls13Tickets": "1",
+                "sessionCache": "memory://?size=10",
+                "service": "shop",
+            },
+            ENDPOINT_NAMES,
+            "",
+        )
+        self.assertEqual(
+            config,
+            ServerConfig(
+                port=9443,
+                interface="127.0.0.1",
+                backlog=10,
+                certificate=cert,
+                key=key,
+                extra_chain=cert,
+                ticket_keys=keys,
+                rotate_every=600.0,
+                keep_keys=3,
+                tickets=False,
+                session_ids=True,
+                session_timeout=90.5,
+                tls13_tickets=1,
+                session_cache="memory://?size=10",
+                service="shop",
+            ),
+        )
+
+    def test_command_names(self):
+        """The command line's dashed names map to the same fields."""
+        config = parse(
+            {"session-timeout": "60", "tls13-tickets": "0", "keep-keys": "1"},
+            COMMAND_NAMES,
+            "--",
+        )
+        self.assertEqual(
+            (config.session_timeout, config.tls13_tickets, config.keep_keys),
+            (60.0, 0, 1),
+        )
+        # None means "not given" (usage.Options' default for no default).
+        self.assertEqual(parse({"certificate": None}, COMMAND_NAMES, "--").key, None)
+
+    def test_booleans(self):
+        for text, value in [
+            ("yes", True),
+            ("TRUE", True),
+            ("on", True),
+            ("1", True),
+            ("no", False),
+            ("False", False),
+            ("off", False),
+            ("0", False),
+        ]:
+            self.assertEqual(
+                parse({"tickets": text}, ENDPOINT_NAMES, "").tickets, value
+            )
+        self.assertEqual(
+            self.error({"sessionIds": "maybe"}),
+            "sessionIds must be yes or no, not 'maybe'",
+        )
+
+    def test_numbers(self):
+        """Each number names its option, its bounds and the bad value."""
+        cases = [
+            ({"port": "x"}, "port must be a number, not 'x'"),
+            ({"port": "-1"}, "port must be between 0 and 65535, not '-1'"),
+            ({"port": "65536"}, "port must be between 0 and 65535, not '65536'"),
+            ({"backlog": "0"}, "backlog must be between 1 and 65535, not '0'"),
+            (
+                {"sessionTimeout": "0.5"},
+                "sessionTimeout must be between 1 and 604800, not '0.5'",
+            ),
+            (
+                {"rotateEvery": "59"},
+                "rotateEvery must be between 60 and 2.592e+06, not '59'",
+            ),
+            ({"keepKeys": "101"}, "keepKeys must be between 0 and 100, not '101'"),
+            ({"tls13Tickets": "17"}, "tls13Tickets must be between 0 and 16, not '17'"),
+            ({"tls13Tickets": "1.5"}, "tls13Tickets must be a number, not '1.5'"),
+        ]
+        for options, message in cases:
+            self.assertEqual(self.error(options), message)
+        self.assertEqual(
+            self.error({"port": "x"}, COMMAND_NAMES, "--"),
+            "--port must be a number, not 'x'",
+        )
+
+    def test_files(self):
+        cert, key = pem_files(self)
+        directory = os.path.dirname(cert)
+        self.assertEqual(
+            self.error({"certKey": "/no/such.pem", "privateKey": key}),
+            "certKey: /no/such.pem: no such file",
+        )
+        self.assertEqual(
+            self.error({"certKey": directory, "privateKey": key}),
+            f"certKey: {directory}: not a file",
+        )
+        self.assertEqual(
+            self.error({"ticketKeys": "/no/keys"}), "ticketKeys: /no/keys: no such file"
+        )
+
+    def test_unreadable_file(self):
+        """A file this user cannot read (checked as a user who is not root)."""
+        cert, key = pem_files(self)
+        os.chmod(cert, 0)
+        printed = _support.run_unprivileged(
+            "from resumetls.server.config import ENDPOINT_NAMES, ConfigError, parse\n"
+            "try:\n"
+            f"    parse({{'certKey': {cert!r}, 'privateKey': {key!r}}}, ENDPOINT_NAMES, '')\n"
+            "except ConfigError as e:\n"
+            "    print(e)\n"
+        )
+        self.assertEqual(printed, f"certKey: {cert}: not readable\n")
+
+    def test_key_without_certificate(self):
+        """Like ssl:, a key file alone is read for the certificate too."""
+        cert, key = pem_files(self)
+        config = parse({"privateKey": key}, ENDPOINT_NAMES, "")
+        self.assertEqual((config.certificate, config.key), (key, key))
+
+    def test_certificate_without_key(self):
+        cert, _ = pem_files(self)
+        self.assertEqual(
+            self.error({"certKey": cert}),
+            "certKey was given without privateKey: give both, or neither for a "
+            "development certificate",
+        )
+        self.assertEqual(
+            self.error({"certificate": cert}, COMMAND_NAMES, "--"),
+            "--certificate was given without --key: give both, or neither for a "
+            "development certificate",
+        )
+
+    def test_unknown_option(self):
+        message = self.error({"privatekey": "x"})
+        self.assertTrue(message.startswith("unknown option privatekey; known: "))
+        for name in ENDPOINT_NAMES:
+            self.assertIn(name, message)
+
+    def test_session_cache(self):
+        """Unknown schemes are refused with the known ones listed."""
+        self.assertEqual(
+            self.error({"sessionCache": "redis://127.0.0.1"}),
+            "unknown session cache 'redis://127.0.0.1'; known: memory://",
+        )
+        self.assertIn("size", self.error({"sessionCache": "memory://?size=0"}))
+
+    def test_parse_endpoint(self):
+        """Positional port, name=value options, refused ssl: options."""
+        self.assertEqual(parse_endpoint(("8443",), {}).port, 8443)
+        self.assertEqual(parse_endpoint((), {"port": "8444"}).port, 8444)
+        errors = [
+            ((), {}, "resumetls: needs a port, e.g. resumetls:8443"),
+            (
+                ("8443", "extra"),
+                {},
+                "resumetls: takes one positional argument, the port; got '8443', "
+                "'extra' (options are name=value; write a colon inside a value as \\:)",
+            ),
+            (("8443",), {"port": "1"}, "resumetls: the port was given twice"),
+            (
+                ("8443",),
+                {"sslmethod": "TLSv1_2_METHOD"},
+                "sslmethod is not supported: resumetls: negotiates the TLS "
+                "versions Twisted allows by default; remove it",
+            ),
+            (
+                ("8443",),
+                {"dhParameters": "dh.pem"},
+                "dhParameters is not supported: resumetls: uses ECDHE key "
+                "exchange, which needs no parameter file; remove it",
+            ),
+        ]
+        for args, kwargs, message in errors:
+            e = self.assertRaises(ConfigError, parse_endpoint, args, kwargs)
+            self.assertEqual(str(e), message)
+
+
+class SplitDescriptionTests(SynchronousTestCase):
+    def test_examples(self):
+        self.assertEqual(
+            split_description(r"resumetls:8443:certKey=C\:\\x.pem:a\=b:service=x=y"),
+            ("resumetls", ["8443", "a=b"], {"certKey": "C:\\x.pem", "service": "x=y"}),
+        )
+        self.assertEqual(split_description("tcp:80"), ("tcp", ["80"], {}))
+
+    @given(
+        st.lists(
+            st.text(alphabet="ab=:\\1", min_size=0, max_size=6), min_size=1, max_size=5
+        )
+    )
+    def test_like_twisted(self, parts):
+        """The same split as serverFromString's own parser."""
+        description = "resumetls:" + ":".join(parts)
+        try:
+            args, kwargs = twisted_parse(description)
+        except RuntimeError:  # Twisted's tokenizer on a trailing backslash
+            assume(False)
+        prefix, ours_args, ours_kwargs = split_description(description)
+        self.assertEqual([prefix, *ours_args], args)
+        self.assertEqual(ours_kwargs, kwargs)
+
+
+class BuildTests(SynchronousTestCase):
+    def test_files_and_settings(self):
+        """The factory serves the given certificate with the given settings."""
+        cert, key = pem_files(self)
+        config = parse(
+            {
+                "certKey": cert,
+                "privateKey": key,
+                "tickets": "no",
+                "sessionTimeout": "120",
+                "tls13Tickets": "3",
+                "service": "api",
+                "sessionCache": "memory://?size=5",
+            },
+            ENDPOINT_NAMES,
+            "",
+        )
+        factory, watcher = build(config, Clock())
+        self.assertIsNone(watcher)
+        s = factory.settings
+        self.assertEqual(
+            (s.tickets, s.session_ids, s.session_timeout, s.tls13_tickets, s.service),
+            (False, True, 120, 3, "api"),
+        )
+        self.assertEqual(factory.cache.stats().max_entries, 5)
+
+    def test_ticket_keys(self):
+        """A key file gives its keys to the ring and a watcher for changes."""
+        cert, key = pem_files(self)
+        keyfile = os.path.abspath(self.mktemp())
+        a, b, c = (TicketKey.generate() for _ in range(3))
+        write_haproxy_keys(keyfile, [a, b, c])
+        config = parse(
+            {"certKey": cert, "privateKey": key, "ticketKeys": keyfile},
+            ENDPOINT_NAMES,
+            "",
+        )
+        clock = Clock()
+        factory, watcher = build(config, clock)
+        self.assertEqual(watcher.path, keyfile)
+        self.assertIs(watcher.ring, factory.key_ring)
+        # HAProxy: the second-to-last key encrypts.
+        self.assertEqual(factory.key_ring.encrypting_key().name, b.name)
+
+    def test_generated_keys_rotate(self):
+        """Without a key file, keys are generated and rotate on rotateEvery."""
+        cert, key = pem_files(self)
+        config = parse(
+            {"certKey": cert, "privateKey": key, "rotateEvery": "600"},
+            ENDPOINT_NAMES,
+            "",
+        )
+        clock = Clock()
+        factory, watcher = build(config, clock)
+        self.assertIsNone(watcher)
+        first = factory.key_ring.encrypting_key().name
+        clock.advance(599)
+        self.assertEqual(factory.key_ring.encrypting_key().name, first)
+        clock.advance(2)
+        self.assertNotEqual(factory.key_ring.encrypting_key().name, first)
+
+    def test_loose_key_file(self):
+        cert, key = pem_files(self)
+        keyfile = os.path.abspath(self.mktemp())
+        write_haproxy_keys(keyfile, [TicketKey.generate() for _ in range(3)])
+        os.chmod(keyfile, 0o640)
+        config = parse(
+            {"certKey": cert, "privateKey": key, "ticketKeys": keyfile},
+            ENDPOINT_NAMES,
+            "",
+        )
+        e = self.assertRaises(ConfigError, build, config, Clock())
+        self.assertIn("chmod 600", str(e))
+        self.assertIn(keyfile, str(e))
+
+    def test_mismatched_key(self):
+        cert, _ = pem_files(self)
+        _, other = pem_files(self, "rsa")
+        config = parse({"certKey": cert, "privateKey": other}, ENDPOINT_NAMES, "")
+        e = self.assertRaises(ConfigError, build, config, Clock())
+        self.assertEqual(
+            str(e), f"the private key {other} does not match the certificate {cert}"
+        )
+
+    def test_not_a_certificate(self):
+        _, key = pem_files(self)
+        junk = os.path.abspath(self.mktemp())
+        with open(junk, "w") as f:
+            f.write("not a certificate\n")
+        config = parse({"certKey": junk, "privateKey": key}, ENDPOINT_NAMES, "")
+        e = self.assertRaises(ConfigError, build, config, Clock())
+        self.assertEqual(str(e), f"{junk} does not hold a PEM certificate")
+
+    def test_development_certificate(self):
+        """Neither file: the development certificate from the data dir."""
+        data = os.path.abspath(self.mktemp())
+        self.patch(os, "environ", {**os.environ, "XDG_DATA_HOME": data})
+        factory, _ = build(ServerConfig(), Clock())
+        self.assertTrue(os.path.exists(os.path.join(data, "resumetls", "dev-cert.pem")))
+        self.assertIsNotNone(factory.key_ring)
+
+    def test_development_certificate_unwritable(self):
+        """A data directory that cannot be written: one line saying what to do."""
+
+        def fail():
+            raise PermissionError(13, "Permission denied", "/ro/resumetls")
+
+        import resumetls.cli.devcert
+
+        self.patch(resumetls.cli.devcert, "development_certificate", fail)
+        e = self.assertRaises(ConfigError, build, ServerConfig(), Clock())
+        self.assertEqual(
+            str(e),
+            "cannot make a development certificate in /ro/resumetls (Permission "
+            "denied); give a certificate and key, or set XDG_DATA_HOME to a "
+            "writable directory",
+        )

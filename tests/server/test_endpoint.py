@@ -1,0 +1,203 @@
+"""
+The C{resumetls:} server endpoint string parser against
+C{MemoryReactorClock} (what C{listenSSL} receives), its migration from
+C{ssl:}, the plugin's discovery and its import cost.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IStreamServerEndpointStringParser
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import CertificateOptions
+from twisted.internet.testing import MemoryReactorClock
+from twisted.plugin import getPlugins
+from twisted.trial.unittest import SynchronousTestCase
+
+from resumetls.keys.files import write_haproxy_keys
+from resumetls.keys.ring import TicketKey
+from resumetls.server import registry as _registry
+from resumetls.server.config import ConfigError
+from resumetls.server.endpoint import ResumeTLSServerParser
+from resumetls.server.factory import ResumingContextFactory
+
+from .. import _support
+
+
+def pem_files(testcase, kind="ec"):
+    return _support.write_pem(
+        os.path.abspath(testcase.mktemp()), *_support.certificate(kind)
+    )
+
+
+def der(certificate):
+    """DER of a pyOpenSSL or cryptography certificate."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    if hasattr(certificate, "to_cryptography"):
+        certificate = certificate.to_cryptography()
+    return certificate.public_bytes(Encoding.DER)
+
+
+class ParserTests(SynchronousTestCase):
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.cert, self.key = pem_files(self)
+
+    def listen(self, description):
+        endpoint = serverFromString(self.reactor, description)
+        factory = Factory.forProtocol(Protocol)
+        port = self.successResultOf(endpoint.listen(factory))
+        self.assertEqual(len(self.reactor.sslServers), 1)
+        return endpoint, port, self.reactor.sslServers[0], factory
+
+    def test_listen_ssl(self):
+        """Port, backlog, interface and a resuming context factory reach listenSSL."""
+        endpoint, _, (port, app, context, backlog, interface), factory = self.listen(
+            f"resumetls:9443:interface=127.0.0.1:backlog=7:privateKey={self.key}"
+            f":certKey={self.cert}:tickets=no:sessionTimeout=300:tls13Tickets=4"
+            ":service=shop:sessionCache=memory\\://?size=9"
+        )
+        self.assertEqual((port, backlog, interface), (9443, 7, "127.0.0.1"))
+        self.assertIs(app, factory)
+        self.assertIsInstance(context, ResumingContextFactory)
+        self.assertIs(context, endpoint.context_factory)
+        s = context.settings
+        self.assertEqual(
+            (s.tickets, s.session_ids, s.session_timeout, s.tls13_tickets, s.service),
+            (False, True, 300, 4, "shop"),
+        )
+        self.assertEqual(context.cache.stats().max_entries, 9)
+        self.assertIn(context, _registry.factories())
+
+    def test_from_ssl_string(self):
+        """
+        An C{ssl:} string with the prefix changed is the whole migration:
+        the same port, interface, backlog, certificate and chain.
+        """
+        ssl_string = (
+            f"ssl:8443:interface=127.0.0.1:backlog=20:privateKey={self.key}"
+            f":certKey={self.cert}:extraCertChain={self.cert}"
+        )
+        serverFromString(self.reactor, ssl_string).listen(Factory())
+        ours = "resumetls" + ssl_string[len("ssl") :]
+        serverFromString(self.reactor, ours).listen(Factory())
+        plain, resuming = self.reactor.sslServers
+        self.assertEqual(
+            (plain[0], plain[3], plain[4]), (resuming[0], resuming[3], resuming[4])
+        )
+        self.assertIsInstance(plain[2], CertificateOptions)
+        self.assertIsInstance(resuming[2], ResumingContextFactory)
+        self.assertEqual(
+            der(plain[2].certificate), der(resuming[2]._options.certificate)
+        )
+        self.assertEqual(
+            [der(c) for c in plain[2].extraCertChain],
+            [der(c) for c in resuming[2]._options.extraCertChain],
+        )
+
+    def test_escaped_colons(self):
+        """Paths with colons are written with C{\\:}, as for C{ssl:}."""
+        directory = os.path.abspath(self.mktemp()) + ":x"
+        cert, key = _support.write_pem(directory, *_support.certificate())
+        with open(key, "a") as out, open(cert) as f:
+            out.write(f.read())  # one file with both, read for both
+        escaped = key.replace(":", "\\:")
+        _, _, (port, _, context, _, _), _ = self.listen(
+            f"resumetls:port=8000:privateKey={escaped}"
+        )
+        self.assertEqual(port, 8000)
+        self.assertIsInstance(context, ResumingContextFactory)
+
+    def test_key_file_watched_once_listening(self):
+        """A key file is watched from the moment the endpoint listens."""
+        keyfile = os.path.abspath(self.mktemp())
+        a, b, c, d = (TicketKey.generate() for _ in range(4))
+        write_haproxy_keys(keyfile, [a, b, c])
+        endpoint = serverFromString(
+            self.reactor,
+            f"resumetls:8443:privateKey={self.key}:certKey={self.cert}"
+            f":ticketKeys={keyfile}",
+        )
+        ring = endpoint.context_factory.key_ring
+        self.assertEqual(ring.encrypting_key().name, b.name)
+        write_haproxy_keys(keyfile, [b, c, d])
+        self.reactor.advance(10)
+        self.assertEqual(ring.encrypting_key().name, b.name)  # not listening yet
+        self.successResultOf(endpoint.listen(Factory()))
+        self.addCleanup(endpoint.watcher.stop)
+        self.reactor.advance(endpoint.watcher.interval)
+        self.assertEqual(ring.encrypting_key().name, c.name)
+        self.assertEqual(endpoint.watcher.reloads, 1)
+
+    def test_errors(self):
+        """Bad strings raise ConfigError (a ValueError) with one line."""
+        cases = [
+            (
+                f"resumetls:8443:privateKey={self.key}:tickets=maybe",
+                "tickets must be yes or no, not 'maybe'",
+            ),
+            ("resumetls:", "port must be a number, not ''"),
+            (
+                "resumetls:interface=127.0.0.1",
+                "resumetls: needs a port, e.g. resumetls:8443",
+            ),
+            (
+                "resumetls:8443:interface=::1",
+                "resumetls: takes one positional argument, the port; got '8443', "
+                "'', '1' (options are name=value; write a colon inside a value "
+                "as \\:)",
+            ),
+            ("resumetls:8443:certKey=/nope.pem", "certKey: /nope.pem: no such file"),
+            (
+                f"resumetls:8443:privateKey={self.key}:sslmethod=TLSv1_2_METHOD",
+                "sslmethod is not supported: resumetls: negotiates the TLS "
+                "versions Twisted allows by default; remove it",
+            ),
+        ]
+        for description, message in cases:
+            e = self.assertRaises(
+                ConfigError, serverFromString, self.reactor, description
+            )
+            self.assertIsInstance(e, ValueError)
+            self.assertEqual(str(e), message, description)
+        self.assertEqual(self.reactor.sslServers, [])
+
+
+class PluginTests(SynchronousTestCase):
+    def test_discovered(self):
+        """Twisted finds our parser among the endpoint plugins."""
+        parsers = [
+            p
+            for p in getPlugins(IStreamServerEndpointStringParser)
+            if getattr(p, "prefix", None) == "resumetls"
+        ]
+        self.assertEqual(len(parsers), 1)
+        self.assertIsInstance(parsers[0], ResumeTLSServerParser)
+
+    def test_import_is_cheap(self):
+        """
+        Importing the plugin file (every plugin scan does) loads no OpenSSL,
+        no cryptography, no reactor and none of our engine.
+        """
+        code = (
+            "import sys, twisted.plugins.resumetls_plugins\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in "
+            "('OpenSSL', 'cryptography', 'prometheus_client', 'redis') or m in "
+            "('twisted.internet.reactor', 'resumetls.server.factory', "
+            "'resumetls.openssl.binding', 'resumetls.server.config', 'twisted.web.server')]\n"
+            "print(sorted(heavy))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=_support.environment(os.path.abspath(self.mktemp())),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        self.assertEqual(out.stdout.strip(), "[]", out.stderr)
