@@ -29,7 +29,7 @@ _MEMORY = r"""
 import json, os, resource, sys
 sys.path.insert(0, {root!r})
 from twisted.internet.task import Clock
-from resumetls.cache.memory import MemorySessionCache
+from resumetls import MemorySessionCache
 
 def rss():
     with open("/proc/self/statm") as f:
@@ -57,7 +57,7 @@ _TIMING = r"""
 import json, os, sys, timeit
 sys.path.insert(0, {root!r})
 from twisted.internet.task import Clock
-from resumetls.cache.memory import MemorySessionCache
+from resumetls import MemorySessionCache
 
 n, der_size, key_size = {n}, {der_size}, {key_size}
 der = os.urandom(der_size)

@@ -353,7 +353,7 @@ import os, sys
 sys.path.insert(0, {root!r})
 from OpenSSL import SSL
 from twisted.internet.task import Clock
-from resumetls.cache.memory import MemorySessionCache
+from resumetls import MemorySessionCache
 from resumetls.openssl import binding as _openssl
 der = bytes.fromhex({der!r})
 def rss():
@@ -377,8 +377,8 @@ def session_der() -> bytes:
     """The DER of a real TLS 1.3 session from an in-memory handshake."""
     from OpenSSL import SSL
 
+    from resumetls import ResumingContextFactory, ResumptionSettings
     from resumetls.openssl import binding as _openssl
-    from resumetls.server.factory import ResumingContextFactory, ResumptionSettings
 
     work = tempfile.mkdtemp()
     cert, key = make_keys(work)["ecdsa"]

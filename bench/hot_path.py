@@ -55,9 +55,8 @@ def _options():
 def ticket_callback(iterations: int) -> dict[str, float]:
     from twisted.internet.task import Clock
 
-    from resumetls.keys.ring import KeyRing, RotationPolicy
+    from resumetls import KeyRing, ResumingContextFactory, RotationPolicy
     from resumetls.openssl import binding as _openssl
-    from resumetls.server.factory import ResumingContextFactory
 
     clock = Clock()
     factory = ResumingContextFactory(
@@ -69,7 +68,7 @@ def ticket_callback(iterations: int) -> dict[str, float]:
 def cache(iterations: int) -> dict[str, float]:
     from twisted.internet.task import Clock
 
-    from resumetls.cache.memory import MemorySessionCache
+    from resumetls import MemorySessionCache
 
     c = MemorySessionCache(max_entries=iterations * 2, clock=Clock())
     der = os.urandom(150)

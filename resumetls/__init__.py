@@ -17,10 +17,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # the context factory (server side)
     "ResumingContextFactory": "resumetls.server.factory",
-    "ResumptionSettings": "resumetls.server.factory",
+    "ResumptionSettings": "resumetls.server.settings",
     "ResumptionStats": "resumetls.server.factory",
     "ResumptionInfo": "resumetls.server.factory",
-    "Capabilities": "resumetls.server.factory",
+    "Capabilities": "resumetls.server.settings",
     "ContextAlreadyUsedError": "resumetls.server.factory",
     "resumption_info": "resumetls.server.factory",
     # ticket keys
@@ -49,6 +49,9 @@ _EXPORTS = {
     "ISessionCache": "resumetls.interfaces",
     "ITicketKeys": "resumetls.interfaces",
     "IClientSessionStore": "resumetls.interfaces",
+    "IImmediateSessionCache": "resumetls.interfaces",
+    "IKeySource": "resumetls.interfaces",
+    "IHandshakeHooks": "resumetls.interfaces",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

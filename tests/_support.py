@@ -31,7 +31,7 @@ from twisted.internet.ssl import CertificateOptions
 from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
-from resumetls.server.factory import ResumingContextFactory, resumption_info
+from resumetls import ResumingContextFactory, resumption_info
 
 OPENSSL = shutil.which("openssl")
 CLIENT_TIMEOUT = 10

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from resumetls.cache.stats import CacheStats
-from resumetls.interfaces import ISessionCache
+from resumetls.interfaces import IImmediateSessionCache
 
 # Each value is the expiry time (a double) followed by the session's DER: one
 # bytes object per entry keeps memory per session small (a tuple of a float
@@ -35,7 +35,7 @@ DEFAULT_MAX_ENTRIES = 20480
 _STALE_SLACK = 1024
 
 
-@implementer(ISessionCache)
+@implementer(IImmediateSessionCache)
 class MemorySessionCache:
     """
     An in-process LRU session cache with a size bound and per-entry lifetime.

@@ -12,10 +12,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from resumetls import CacheStats, ISessionCache, MemorySessionCache
 from resumetls.cache import memory as _memorycache
-from resumetls.cache.memory import MemorySessionCache
-from resumetls.cache.stats import CacheStats
-from resumetls.interfaces import ISessionCache
 
 
 def key(i: int) -> bytes:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from resumetls import MemorySessionCache
 from resumetls.cache import urls as _cacheurl
-from resumetls.cache.memory import MemorySessionCache
 from resumetls.cache.urls import (
     CacheURLError,
     cache_from_url,

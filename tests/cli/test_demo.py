@@ -19,8 +19,8 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.test.requesthelper import DummyRequest
 
+from resumetls import ResumingContextFactory, ResumptionSettings
 from resumetls.cli import demo as _demo
-from resumetls.server.factory import ResumingContextFactory, ResumptionSettings
 
 from .. import _support
 

@@ -12,9 +12,9 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from resumetls import TicketKey
 from resumetls.cli import keytool as _keytool
 from resumetls.keys.files import load_key_file, write_haproxy_keys, write_nginx_key
-from resumetls.keys.ring import TicketKey
 from tests import _support
 from tests.keys.test_ring import secret_texts
 

@@ -17,15 +17,15 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from resumetls.cache.stats import CacheStats
-from resumetls.cli.metrics import loopback_endpoint, metrics_registry, metrics_site
-from resumetls.keys.ring import KeyRingSummary
-from resumetls.server.factory import (
+from resumetls import (
+    CacheStats,
     Capabilities,
+    KeyRingSummary,
     ResumingContextFactory,
     ResumptionSettings,
     ResumptionStats,
 )
+from resumetls.cli.metrics import loopback_endpoint, metrics_registry, metrics_site
 
 from .. import _support
 

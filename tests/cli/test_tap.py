@@ -18,12 +18,11 @@ from twisted.web.server import Site
 from twisted.web.static import File
 from twisted.web.wsgi import WSGIResource
 
+from resumetls import KeyRing, ResumingContextFactory, TicketKey
 from resumetls.cli import tap as _tap
 from resumetls.cli.demo import DemoPage
 from resumetls.keys import reload as _reload
 from resumetls.keys.files import load_key_file, write_haproxy_keys
-from resumetls.keys.ring import KeyRing, TicketKey
-from resumetls.server.factory import ResumingContextFactory
 
 from .. import _support
 

@@ -26,10 +26,10 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import Site
 
+from resumetls import TicketKey
 from resumetls.cli import tap as _tap
 from resumetls.cli.demo import DemoPage
 from resumetls.keys.files import write_haproxy_keys
-from resumetls.keys.ring import TicketKey
 
 from .. import _support
 from .._support import free_port, https_get, s_client, start_process

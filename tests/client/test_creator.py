@@ -22,11 +22,12 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.client import Agent, PartialDownloadError, readBody
 
-from resumetls.client.creator import ResumingClientCreator, ResumingPolicyForHTTPS
-from resumetls.client.stores import (
+from resumetls import (
     ClientStoreError,
     FileClientSessionStore,
     MemoryClientSessionStore,
+    ResumingClientCreator,
+    ResumingPolicyForHTTPS,
 )
 
 from .. import _support
@@ -529,7 +530,7 @@ class ExpiryTests(TestCase):
         from twisted.internet.endpoints import SSL4ServerEndpoint
         from twisted.internet.ssl import TLSVersion
 
-        from resumetls.server.factory import ResumingContextFactory, ResumptionSettings
+        from resumetls import ResumingContextFactory, ResumptionSettings
 
         class Page(Protocol):
             def dataReceived(self, data):
@@ -705,8 +706,8 @@ import sys
 from twisted.internet import task
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.ssl import Certificate
-from resumetls.client.creator import ResumingClientCreator
-from resumetls.client.stores import FileClientSessionStore
+from resumetls import ResumingClientCreator
+from resumetls import FileClientSessionStore
 from tests.client.test_creator import fetch
 
 async def main(reactor):
@@ -873,7 +874,7 @@ from twisted.internet.ssl import (
     AcceptableCiphers, Certificate, PrivateCertificate, TLSVersion,
     trustRootFromCertificates,
 )
-from resumetls.client.creator import ResumingClientCreator
+from resumetls import ResumingClientCreator
 
 ca = Certificate.loadPEM(open({ca_path!r}, "rb").read())
 client = PrivateCertificate.loadPEM(
@@ -1102,7 +1103,7 @@ print(json.dumps([
 
 _CHILD_STORE_SCRIPT = """
 import sys
-from resumetls.client.stores import FileClientSessionStore
+from resumetls import FileClientSessionStore
 
 path, prefix, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = FileClientSessionStore(path)
@@ -1181,11 +1182,11 @@ class AgainstResumetlsTests(TestCase):
         sends a fresh ticket on every resumption (without that, it would run
         out after the two tickets of the first handshake).
         """
-        from resumetls.server.factory import ResumingContextFactory
+        from resumetls import ResumingContextFactory
 
         class Info(Protocol):
             def dataReceived(self, data):
-                from resumetls.server.factory import resumption_info
+                from resumetls import resumption_info
 
                 info = resumption_info(self.transport)
                 word = b"Reused" if info.resumed else b"New"

@@ -19,6 +19,7 @@ import subprocess
 from cryptography.hazmat.primitives import serialization
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from resumetls import KeySet, TicketKey
 from resumetls.keys.files import (
     KeyFileError,
     check_permissions,
@@ -30,7 +31,6 @@ from resumetls.keys.files import (
     write_haproxy_keys,
     write_nginx_key,
 )
-from resumetls.keys.ring import KeySet, TicketKey
 from tests._support import (
     CLIENT_TIMEOUT,
     OPENSSL,

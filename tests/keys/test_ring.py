@@ -16,7 +16,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from resumetls.interfaces import ITicketKeys
+from resumetls import ITicketKeys
 from resumetls.keys.files import load_key_file, write_haproxy_keys
 from resumetls.keys.ring import (
     KeyRing,

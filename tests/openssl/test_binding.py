@@ -17,13 +17,13 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from resumetls.cli import doctor as _doctor
-from resumetls.openssl import binding as _openssl
-from resumetls.server.factory import (
+from resumetls import (
     ContextAlreadyUsedError,
     ResumingContextFactory,
     ResumptionSettings,
 )
+from resumetls.cli import doctor as _doctor
+from resumetls.openssl import binding as _openssl
 
 from .. import _support
 from .._support import listen, options, s_client

@@ -31,9 +31,13 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from resumetls.cache.memory import MemorySessionCache
-from resumetls.keys.ring import KeyRing, TicketKey
-from resumetls.server.factory import ResumingContextFactory, ResumptionSettings
+from resumetls import (
+    KeyRing,
+    MemorySessionCache,
+    ResumingContextFactory,
+    ResumptionSettings,
+    TicketKey,
+)
 
 from .. import _support
 from .._support import CLIENT_TIMEOUT, listen

@@ -15,8 +15,8 @@ from twisted.internet.endpoints import _parse as twisted_parse
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from resumetls import TicketKey
 from resumetls.keys.files import write_haproxy_keys
-from resumetls.keys.ring import TicketKey
 from resumetls.server.config import (
     COMMAND_NAMES,
     ENDPOINT_NAMES,

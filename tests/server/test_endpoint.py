@@ -18,12 +18,11 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 
+from resumetls import ResumingContextFactory, TicketKey
 from resumetls.keys.files import write_haproxy_keys
-from resumetls.keys.ring import TicketKey
 from resumetls.server import registry as _registry
 from resumetls.server.config import ConfigError
 from resumetls.server.endpoint import ResumeTLSServerParser
-from resumetls.server.factory import ResumingContextFactory
 
 from .. import _support
 

@@ -24,14 +24,15 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from resumetls.cache.memory import MemorySessionCache
-from resumetls.keys.ring import KeyRing, TicketKey
-from resumetls.openssl import binding as _openssl
-from resumetls.server.factory import (
+from resumetls import (
+    KeyRing,
+    MemorySessionCache,
     ResumingContextFactory,
     ResumptionSettings,
+    TicketKey,
     resumption_info,
 )
+from resumetls.openssl import binding as _openssl
 
 from .. import _support
 from .._support import options

@@ -14,9 +14,13 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from resumetls.cache.memory import MemorySessionCache
-from resumetls.keys.ring import KeyRing, TicketKey
-from resumetls.server.factory import ResumingContextFactory, ResumptionSettings
+from resumetls import (
+    KeyRing,
+    MemorySessionCache,
+    ResumingContextFactory,
+    ResumptionSettings,
+    TicketKey,
+)
 
 from .. import _support
 from .._support import listen, open_ticket, options, python_client, s_client

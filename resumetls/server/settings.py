@@ -1,0 +1,68 @@
+"""
+How a service resumes sessions (L{ResumptionSettings}) and what this process
+can do for it (L{Capabilities}): plain values, validated when made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+__all__ = ["MAX_SESSION_TIMEOUT", "Capabilities", "ResumptionSettings"]
+
+# TLS 1.3 (RFC 8446, 4.6.1) forbids ticket lifetimes above 7 days.
+MAX_SESSION_TIMEOUT = 7 * 24 * 3600
+
+
+def _check_timeout(instance: Any, attribute: Any, value: float) -> None:
+    if not 0 < value <= MAX_SESSION_TIMEOUT:
+        raise ValueError(
+            f"session timeout must be between 1 and {MAX_SESSION_TIMEOUT} seconds "
+            f"(7 days, the TLS 1.3 limit), not {value!r}"
+        )
+
+
+def _check_tickets(instance: Any, attribute: Any, value: int) -> None:
+    if not 0 <= value <= 16:
+        raise ValueError(
+            f"TLS 1.3 ticket count must be between 0 and 16, not {value!r}"
+        )
+
+
+@attrs.frozen
+class ResumptionSettings:
+    """
+    How a service resumes sessions.
+
+    @ivar tickets: issue and accept session tickets (TLS 1.2 RFC 5077 tickets
+        and TLS 1.3 stateless PSK tickets).
+    @ivar session_ids: keep sessions in the session cache, found by session ID
+        (TLS 1.2) or by stateful ticket (TLS 1.3 when C{tickets} is off).
+    @ivar tls13_tickets: tickets sent after a full TLS 1.3 handshake (OpenSSL's
+        default is 2, so a client can open two connections in parallel).
+    @ivar session_timeout: seconds a session stays resumable.  3600 by
+        default: between nginx's 300 s and OpenSSL's 7200 s, like Go's
+        default ticket lifetime it keeps a returning visitor within the hour.
+    @ivar service: a name that keeps this service's sessions apart from
+        other services' (it goes into the session ID context with the
+        certificate and the client verification settings).
+    """
+
+    tickets: bool = True
+    session_ids: bool = True
+    tls13_tickets: int = attrs.field(default=2, validator=_check_tickets)
+    session_timeout: float = attrs.field(default=3600, validator=_check_timeout)
+    service: str = ""
+
+
+@attrs.frozen
+class Capabilities:
+    """
+    What resumption this process can do: custom ticket keys and an external
+    session cache need the OpenSSL route; C{reason} says why not, if not.
+    """
+
+    custom_tickets: bool
+    external_cache: bool
+    reason: str | None
