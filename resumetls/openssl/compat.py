@@ -1,0 +1,243 @@
+"""
+Every private attribute of pyOpenSSL and Twisted that resumetls touches, one
+small accessor each, with the reason we need it and the versions it was
+checked against.
+
+Neither project promises these names.  Keeping them here means an upgrade
+that renames one breaks one function, found by one grep, and the tests of
+this module (C{tests/openssl/test_compat.py}) say which.  Checked against
+pyOpenSSL 26.4 and Twisted 26.10.
+
+The pyOpenSSL accessors return raw cffi handles of cryptography's own ffi:
+they are for L{resumetls.openssl} only (nothing above that package touches
+pointers).  The Twisted accessors return plain Python objects and are for
+anyone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from OpenSSL import SSL
+
+__all__ = [
+    "acceptable_ciphers",
+    "certificate_authorities",
+    "certificate_options_built",
+    "certificate_options_flags",
+    "client_certificate_options",
+    "connection_by_handle",
+    "connection_handle",
+    "context_handle",
+    "context_used",
+    "is_platform_trust",
+    "keep_alive",
+    "new_session",
+    "session_handle",
+    "set_certificate_options_flags",
+    "unwrap_certificate",
+]
+
+
+# -- pyOpenSSL ----------------------------------------------------------------
+
+
+def context_handle(context: SSL.Context) -> Any:
+    """
+    The C{SSL_CTX *} behind a pyOpenSSL C{Context} (C{Context._context}).
+
+    Why: the callbacks and C{SSL_CTX_*} calls pyOpenSSL does not expose are
+    made on it.  There since the cffi port (pyOpenSSL 0.14).
+    """
+    return context._context
+
+
+def context_used(context: Any) -> bool:
+    """
+    Whether a C{Connection} was already made from C{context}
+    (C{Context._used}).
+
+    Why: since pyOpenSSL 26.2 such a context refuses every change
+    (C{ValueError: Context has already been used}); we check first so the
+    user gets our clear error, or so we skip a change that would fail.
+    Older versions have no flag: L{False}, they allowed the change.
+    """
+    return bool(getattr(context, "_used", False))
+
+
+def connection_handle(connection: SSL.Connection) -> Any:
+    """
+    The C{SSL *} behind a pyOpenSSL C{Connection} (C{Connection._ssl}).
+
+    Why: C{SSL_session_reused} is exposed by cryptography but pyOpenSSL has
+    no method for it.  There since pyOpenSSL 0.14.
+    """
+    return connection._ssl
+
+
+def connection_by_handle() -> Any:
+    """
+    pyOpenSSL's map from C{SSL *} handles to live C{Connection} objects
+    (C{Connection._reverse_mapping}, a C{WeakValueDictionary}).
+
+    Why: OpenSSL calls our C callbacks with an C{SSL *}; this is how
+    pyOpenSSL's own callback helpers find the C{Connection} (C{SSL.py}), and
+    how ours hand it to the server.  There since pyOpenSSL 0.14.
+    """
+    return SSL.Connection._reverse_mapping
+
+
+def session_handle(session: SSL.Session) -> Any:
+    """
+    The C{SSL_SESSION *} behind a pyOpenSSL C{Session} (C{Session._session}).
+
+    Why: serializing a session (C{i2d_SSL_SESSION}) and reading its details
+    have no pyOpenSSL API.  There since pyOpenSSL 0.14.
+    """
+    return session._session
+
+
+def new_session(handle: Any, context: SSL.Context) -> SSL.Session:
+    """
+    A pyOpenSSL C{Session} owning C{handle} (an C{SSL_SESSION *} already
+    wrapped in C{ffi.gc}), pinned to C{context}.
+
+    Why: pyOpenSSL cannot build a session from DER.  It builds its own the
+    same way in C{Connection.get_session} (C{Session.__new__}, then
+    C{_session} and C{_context}); since pyOpenSSL 26.3
+    C{Connection.set_session} refuses a session whose C{_context} is not
+    the connection's own context.
+    """
+    session = SSL.Session.__new__(SSL.Session)
+    session._session = handle
+    session._context = context
+    return session
+
+
+def keep_alive(context: SSL.Context, callbacks: list[Any]) -> None:
+    """
+    Keep the cffi callbacks we installed on C{context} alive as long as the
+    context (an attribute of ours, C{_resumetls_callbacks}, on pyOpenSSL's
+    object).
+
+    Why: OpenSSL only holds the C function pointer; if the cffi callback
+    object were collected, the next handshake would call freed memory.
+    pyOpenSSL keeps its own helpers on the C{Context} the same way.  Relies
+    on C{Context} having no C{__slots__} (true in every pyOpenSSL so far).
+    """
+    context._resumetls_callbacks = callbacks  # type: ignore[attr-defined]
+
+
+# -- Twisted ------------------------------------------------------------------
+
+
+def certificate_options_built(options: Any) -> bool:
+    """
+    Whether a C{CertificateOptions} already built its context
+    (C{CertificateOptions._context}, set by C{getContext()}).
+
+    Why: its C{enableSessions}/C{enableSessionTickets} attributes are only
+    read when the context is built; after that, changing them does nothing.
+    A plain context factory without the attribute counts as not built.
+    """
+    return getattr(options, "_context", None) is not None
+
+
+def certificate_options_flags(options: Any) -> int | None:
+    """
+    The OpenSSL option flags a C{CertificateOptions} will set on its context
+    (C{CertificateOptions._options}), or L{None} when it has none.
+
+    Why: C{__init__} already turned C{enableSessionTickets=False} into
+    C{OP_NO_TICKET} there, and pyOpenSSL cannot clear an option once set.
+    """
+    flags = getattr(options, "_options", None)
+    return flags if isinstance(flags, int) else None
+
+
+def set_certificate_options_flags(options: Any, flags: int) -> None:
+    """
+    Replace the flags L{certificate_options_flags} read, before the context
+    is built (see there for why).
+    """
+    options._options = flags
+
+
+def _sslverify() -> Any:
+    # Imported on use: plugin discovery must not pay for Twisted's TLS code.
+    from twisted.internet import _sslverify
+
+    return _sslverify
+
+
+def certificate_authorities(trust_root: Any) -> list[Any] | None:
+    """
+    The CA certificates of a trust root made by
+    C{trustRootFromCertificates} or C{caCerts=}
+    (C{OpenSSLCertificateAuthorities._caCerts}, a list of pyOpenSSL
+    C{X509}), or L{None} for any other kind of trust root.
+
+    Why: resumption skips peer verification, so the session ID context (and
+    the client's profile key) must say exactly which CAs verify; Twisted has
+    no public way to ask.  Exact type only: a subclass may verify
+    differently.  The class dates from Twisted 14.0.
+    """
+    kind = getattr(_sslverify(), "OpenSSLCertificateAuthorities", None)
+    if kind is None or type(trust_root) is not kind:
+        return None
+    return list(trust_root._caCerts)
+
+
+def is_platform_trust(trust_root: Any) -> bool:
+    """
+    Whether C{trust_root} is C{platformTrust()}, OpenSSL's default verify
+    paths (C{_sslverify.OpenSSLDefaultPaths}, exact type).
+
+    Why: the class is not exported by C{twisted.internet.ssl}; it names the
+    same trust in every process, so its sessions can be shared.  Since
+    Twisted 14.0.
+    """
+    kind = getattr(_sslverify(), "OpenSSLDefaultPaths", None)
+    return kind is not None and type(trust_root) is kind
+
+
+def unwrap_certificate(value: Any) -> Any:
+    """
+    The pyOpenSSL object inside a Twisted C{Certificate} /
+    C{PrivateCertificate} (any C{_sslverify.CertBase}: its C{original}), or
+    C{value} unchanged.
+
+    Why: C{CertBase} is the common base of Twisted's certificate wrappers and
+    is only importable from the private module.
+    """
+    if isinstance(value, _sslverify().CertBase):
+        return value.original
+    return value
+
+
+def acceptable_ciphers(value: Any) -> tuple[Any, ...] | None:
+    """
+    The ciphers of an C{OpenSSLAcceptableCiphers} (its C{_ciphers}, each
+    with a C{fullName}), or L{None} for anything else.
+
+    Why: a client's profile key must name the same cipher choice the same
+    way in every process, and the class has no public accessor.
+    """
+    ciphers = getattr(value, "_ciphers", None)
+    if type(value).__name__ != "OpenSSLAcceptableCiphers" or ciphers is None:
+        return None
+    return tuple(ciphers)
+
+
+def client_certificate_options(creator: Any) -> Any:
+    """
+    The C{CertificateOptions} behind an C{optionsForClientTLS} creator
+    (C{ClientTLSOptions._createConnection} is its bound C{_makeConnection}:
+    C{__self__}), or L{None}.
+
+    Why: the client pins its session ID context on that options' context
+    (Twisted's is random per context, so saved sessions would never resume
+    in another process).  Checked in Twisted 26.10.
+    """
+    create = getattr(creator, "_createConnection", None)
+    return getattr(create, "__self__", None)
