@@ -11,8 +11,9 @@ key material.  It also holds the one builder of self-signed and CA-issued
 certificates used by the development certificate, the tests, the benchmark
 and the examples.
 
-Everything that touches Twisted's private C{_sslverify} types is imported
-inside the functions, so importing this module stays cheap.
+Twisted's private C{_sslverify} types are reached through
+L{resumetls.openssl.compat}, imported on use, so importing this module stays
+cheap.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ def certificate_der(value: Any) -> bytes | None:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
     from OpenSSL import crypto
-    from twisted.internet._sslverify import CertBase
 
-    if isinstance(value, CertBase):
-        value = value.original
+    from resumetls.openssl import compat
+
+    value = compat.unwrap_certificate(value)
     if isinstance(value, crypto.X509):
         value = value.to_cryptography()
     if isinstance(value, x509.Certificate):
@@ -111,21 +112,18 @@ def trust_root_identity(trust_root: Any) -> TrustRootIdentity | None:
     cannot be seen (another trust root type, a CA we cannot serialize, or
     no trust root at all: its meaning depends on the caller).
     """
-    from twisted.internet._sslverify import (
-        OpenSSLCertificateAuthorities,
-        OpenSSLDefaultPaths,
-    )
     from twisted.internet.ssl import Certificate, PrivateCertificate
 
-    kind = type(trust_root)
-    if kind is OpenSSLDefaultPaths:
+    from resumetls.openssl import compat
+
+    if compat.is_platform_trust(trust_root):
         return TrustRootIdentity(PLATFORM_TRUST)
-    if kind in (Certificate, PrivateCertificate):
+    if type(trust_root) in (Certificate, PrivateCertificate):
         authorities = [trust_root]
-    elif kind is OpenSSLCertificateAuthorities:
-        authorities = list(trust_root._caCerts)
     else:
-        return None
+        authorities = compat.certificate_authorities(trust_root)
+        if authorities is None:
+            return None
     ders = [certificate_der(c) for c in authorities]
     if any(der is None for der in ders):
         return None
