@@ -577,7 +577,7 @@ class ExpiryTests(TestCase):
         """The shortest of timeout, hint and 7 days, from the session's time."""
         from OpenSSL import SSL
 
-        from resumetls.client.creator import session_expiry
+        from resumetls.client.capture import session_expiry
         from resumetls.openssl.binding import SessionDetails
 
         def details(version=SSL.TLS1_3_VERSION, hint=None, time=None, timeout=7200):
@@ -1067,7 +1067,7 @@ print(json.dumps([
 
     def test_memory_store_drops_expired(self):
         """The memory store sweeps other servers' expired sessions on put."""
-        from resumetls.client import stores as _clientstore
+        from resumetls.client import memorystore as _clientstore
 
         class Clock:
             now = 1000.0
