@@ -51,14 +51,18 @@ import base64
 import binascii
 import os
 import stat
-import tempfile
 from collections.abc import Iterable, Sequence
 
 from resumetls.keys.ring import KeySet, TicketKey
+from resumetls.privatefiles import mode_problem, write_atomically
 
 HAPROXY_KEYS = 3  # TLS_TICKETS_NO
 NGINX_SIZES = (48, 80)
 _MAX_SIZE = 1 << 16  # thousands of keys; anything larger is the wrong file
+#: How a refused key file's mode is explained (L{mode_problem}).
+_SECRET = "ticket keys are secrets"
+#: The name prefix of a key file being written (beside the key file).
+_TEMPORARY = ".resumetls-keys-"
 
 
 class KeyFileError(ValueError):
@@ -66,17 +70,6 @@ class KeyFileError(ValueError):
     A key file cannot be used; the message names the file (and line) and
     says what to do.  It never contains key material.
     """
-
-
-def _mode_problem(path: str, mode: int) -> str | None:
-    """Why a key file's mode is refused, or L{None}."""
-    if not mode & 0o077:
-        return None
-    what = "readable" if mode & 0o044 else "writable"
-    return (
-        f"{path} is {what} by group or others (mode {stat.S_IMODE(mode):04o}); "
-        f"ticket keys are secrets: run `chmod 600 {path}`"
-    )
 
 
 def check_permissions(path: str) -> None:
@@ -93,7 +86,7 @@ def check_permissions(path: str) -> None:
         raise KeyFileError(
             f"{path}: cannot read ticket key file: {e.strerror}"
         ) from None
-    problem = _mode_problem(path, mode)
+    problem = mode_problem(path, mode, _SECRET)
     if problem:
         raise KeyFileError(problem)
 
@@ -124,7 +117,7 @@ def _read(path: str, check_mode: bool) -> bytes:
         raise KeyFileError(f"{path}: is {what}, not a ticket key file")
     with os.fdopen(fd, "rb") as f:
         if check_mode:
-            problem = _mode_problem(path, st.st_mode)
+            problem = mode_problem(path, st.st_mode, _SECRET)
             if problem:
                 raise KeyFileError(problem)
         try:
@@ -214,7 +207,7 @@ def load_nginx_keys(paths: Sequence[str] | str, check_mode: bool = True) -> KeyS
 
 def write_nginx_key(path: str, key: TicketKey) -> None:
     """Write one key as an nginx key file, atomically, with mode 0600."""
-    _write_private(path, encode_nginx_key(key))
+    write_atomically(path, encode_nginx_key(key), prefix=_TEMPORARY)
 
 
 # -- HAProxy -------------------------------------------------------------------
@@ -329,7 +322,7 @@ def write_haproxy_keys(path: str, keys: Iterable[TicketKey]) -> None:
     lines = [encode_haproxy_key(k) for k in keys]
     if len({len(line) for line in lines}) != 1:
         raise ValueError("the keys of an HAProxy key file must all be the same size")
-    _write_private(path, b"\n".join(lines) + b"\n")
+    write_atomically(path, b"\n".join(lines) + b"\n", prefix=_TEMPORARY)
 
 
 # -- either --------------------------------------------------------------------
@@ -355,32 +348,3 @@ def load_key_file(path: str, check_mode: bool = True) -> KeySet:
     if detect_format(data) == "nginx":
         return KeySet(nginx_key(data, path))
     return parse_haproxy_keys(data, path)
-
-
-def _write_private(path: str, data: bytes) -> None:
-    """Write atomically (temporary file, then rename) with mode 0600."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".resumetls-keys-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)  # the rename itself survives a crash
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
