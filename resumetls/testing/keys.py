@@ -23,6 +23,7 @@ def fixed_key(index: int = 0) -> TicketKey:
     open a ticket, compare fingerprints, or start two servers that share
     keys.  Different indices give different keys.
     """
+
     def part(label: str, size: int) -> bytes:
         digest = hashlib.sha256(f"resumetls.testing {label} {index}".encode())
         return digest.digest()[:size]
