@@ -8,7 +8,6 @@ only, and the log says so.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import os
 
 from twisted.logger import Logger
@@ -54,6 +53,8 @@ def _still_valid(cert_path: str, key_path: str) -> bool:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+    from resumetls.privatefiles import is_private
+
     try:
         with open(cert_path, "rb") as f:
             cert = x509.load_pem_x509_certificate(f.read())
@@ -63,7 +64,7 @@ def _still_valid(cert_path: str, key_path: str) -> bool:
         return False
     if key.public_key() != cert.public_key():
         return False
-    if os.stat(key_path).st_mode & 0o077:
+    if not is_private(os.stat(key_path).st_mode):
         return False  # someone loosened it: make a fresh, private one
     remaining = cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
     return remaining > datetime.timedelta(days=1)
@@ -71,58 +72,20 @@ def _still_valid(cert_path: str, key_path: str) -> bool:
 
 def _make(cert_path: str, key_path: str) -> None:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "resumetls development"),
-        ]
-    )
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address("::1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+    from resumetls.certificates import issue_certificate, write_pem_files
+
+    cert, key = issue_certificate(
+        "localhost",
+        organization="resumetls development",
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1", "::1"],
+        extensions=[(x509.BasicConstraints(ca=False, path_length=None), True)],
+        backdate=datetime.timedelta(minutes=5),
+        valid_for=datetime.timedelta(days=VALID_DAYS),
     )
     os.makedirs(os.path.dirname(key_path), mode=0o700, exist_ok=True)
-    for path, data, mode in (
-        (
-            key_path,
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-            0o600,
-        ),
-        (cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644),
-    ):
-        tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+    write_pem_files(cert, key, cert_path, key_path)
 
 
 def development_certificate() -> tuple[str, str]:
