@@ -85,47 +85,23 @@ def wait_for(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
 
 
 def make_keys(directory: str) -> dict[str, tuple[str, str]]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import NameOID
+    from resumetls.certificates import issue_certificate, write_pem_files
 
     out = {}
     for kind in KEYS:
-        key = (
-            rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            if kind == "rsa"
-            else ec.generate_private_key(ec.SECP256R1())
+        cert, key = issue_certificate(
+            "localhost",
+            dns_names=["localhost"],
+            kind="rsa" if kind == "rsa" else "ec",
+            backdate=datetime.timedelta(minutes=5),
+            valid_for=datetime.timedelta(days=2),
         )
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-            )
-            .sign(key, hashes.SHA256())
+        out[kind] = write_pem_files(
+            cert,
+            key,
+            os.path.join(directory, f"{kind}-cert.pem"),
+            os.path.join(directory, f"{kind}-key.pem"),
         )
-        cert_path = os.path.join(directory, f"{kind}-cert.pem")
-        key_path = os.path.join(directory, f"{kind}-key.pem")
-        with open(cert_path, "wb") as f:
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
-        out[kind] = (cert_path, key_path)
     return out
 
 

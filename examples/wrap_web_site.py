@@ -4,8 +4,10 @@ connect to it twice and show that the second connection resumed.
 
     python examples/wrap_web_site.py
 
-The only resumetls line is the one that wraps the CertificateOptions the app
-already had; everything else is plain Twisted.  The two clients are Python's
+The only resumetls line in the app is the one that wraps the
+CertificateOptions it already had; everything else is plain Twisted (the
+self-signed certificate comes from resumetls.certificates, the builder the
+tests use).  The two clients are Python's
 own ssl module, so nothing here vouches for itself.
 """
 
@@ -14,10 +16,6 @@ import socket
 import ssl
 import tempfile
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import reactor, task, threads
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint
@@ -26,6 +24,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 import resumetls
+from resumetls.certificates import certificate_pem, issue_certificate
 
 
 class Hello(Resource):
@@ -43,23 +42,13 @@ class Hello(Resource):
 
 
 def self_signed():
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-        )
-        .sign(key, hashes.SHA256())
+    """A certificate for localhost, valid for a day, and its key."""
+    return issue_certificate(
+        "localhost",
+        dns_names=["localhost"],
+        backdate=datetime.timedelta(minutes=5),
+        valid_for=datetime.timedelta(days=1),
     )
-    return cert, key
 
 
 def fetch_twice(port, cafile):
@@ -86,7 +75,7 @@ def fetch_twice(port, cafile):
 async def main():
     cert, key = self_signed()
     cafile = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)
-    cafile.write(cert.public_bytes(serialization.Encoding.PEM))
+    cafile.write(certificate_pem(cert))
     cafile.close()
 
     # What the app had before:
