@@ -32,6 +32,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from zope.interface.verify import verifyObject
 
 from resumetls.interfaces import IKeySource, ITicketKeys
+from resumetls.testing._hooks import add_hooked_tests
 
 # A key name no source generates by chance (2**-128).
 _UNKNOWN_NAME = b"\xa5" * 16
@@ -45,16 +46,6 @@ def _forms(secret: bytes) -> list[str]:
         base64.b64encode(secret).decode(),
         repr(secret),
     ]
-
-
-def _add_hooked_tests(cls: type, mixin: type, hooked: dict[str, str]) -> None:
-    """
-    Give C{cls} the test C{test_<name>} for each C{hooked_<name>} whose hook
-    C{cls} defines (overrides from C{mixin}).
-    """
-    for name, hook in hooked.items():
-        if getattr(cls, hook) is not getattr(mixin, hook):
-            setattr(cls, f"test_{name}", getattr(mixin, f"hooked_{name}"))
 
 
 # Tests that exist only when a subclass defines their hook: name -> hook.
@@ -85,7 +76,7 @@ class KeySourceContractMixin:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _add_hooked_tests(cls, KeySourceContractMixin, _HOOKED)
+        add_hooked_tests(cls, KeySourceContractMixin, _HOOKED)
 
     # -- what a subclass provides ------------------------------------------------
 

@@ -14,10 +14,18 @@ from zope.interface.verify import verifyObject
 
 from resumetls import CacheStats, ISessionCache, MemorySessionCache
 from resumetls.cache import memory as _memorycache
+from resumetls.testing.cache_contract import SessionCacheContractMixin
 
 
 def key(i: int) -> bytes:
     return b"k%05d" % i
+
+
+class MemorySessionCacheContractTests(SessionCacheContractMixin, SynchronousTestCase):
+    """The in-memory cache honours the contract of every session cache."""
+
+    def make_cache(self, clock, max_entries):
+        return MemorySessionCache(max_entries=max_entries, clock=clock)
 
 
 class MemorySessionCacheTests(SynchronousTestCase):
