@@ -14,6 +14,7 @@ import threading
 from twisted.trial.unittest import TestCase
 
 from resumetls.cli import probe as _probe
+from resumetls.cli.probing import Outcome, tickets_work
 
 from ..client.test_creator import s_server
 
@@ -97,7 +98,7 @@ class ProbeTests(TestCase):
         self.assertIn(("stateful ticket", "TLSv1.3"), rows)
         code, out, _ = self.run_probe(f"localhost:{port}", "--cafile", cert, "--json")
         results = json.loads(out)["results"]
-        self.assertFalse(_probe.tickets_work([_probe.Outcome(**r) for r in results]))
+        self.assertFalse(tickets_work([Outcome(**r) for r in results]))
 
     def test_tickets(self):
         """Against plain s_server: tickets yes, renewed in TLS 1.3."""
@@ -117,9 +118,7 @@ class ProbeTests(TestCase):
         self.assertTrue(tls13["renewed"])
         self.assertTrue(results[("session ID", "TLSv1.2")]["resumes"])
         self.assertGreater(tls13["full_ms"], 0)
-        self.assertTrue(
-            _probe.tickets_work([_probe.Outcome(**r) for r in data["results"]])
-        )
+        self.assertTrue(tickets_work([Outcome(**r) for r in data["results"]]))
 
     def test_nothing_resumes(self):
         """Against s_server -no_ticket -no_cache: nothing resumes, exit 1."""
