@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 from resumetls.cli import probe as _probe
 from resumetls.cli.probing import Outcome, tickets_work
 
-from ..client.test_creator import s_server
+from ..client.helpers import s_server
 
 
 def raw_server(testcase, mode):
