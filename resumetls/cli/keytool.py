@@ -20,11 +20,11 @@ import sys
 from resumetls.keys.files import (
     HAPROXY_KEYS,
     KeyFileError,
-    _read,
     detect_format,
     haproxy_file_keys,
     nginx_key,
     parse_haproxy_keys,
+    read_key_data,
     write_haproxy_keys,
     write_nginx_key,
 )
@@ -72,7 +72,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    data = _read(args.file, True)
+    data = read_key_data(args.file)
     if detect_format(data) == "nginx":
         raise KeyFileError(
             f"{args.file} is an nginx key file (one key); rotate nginx keys by "
@@ -92,7 +92,7 @@ def _rotate(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     for path in args.files:
-        data = _read(path, True)
+        data = read_key_data(path)
         kind = detect_format(data)
         if kind == "nginx":
             keys = KeySet(nginx_key(data, path))

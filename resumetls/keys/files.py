@@ -91,10 +91,14 @@ def check_permissions(path: str) -> None:
         raise KeyFileError(problem)
 
 
-def _read(path: str, check_mode: bool) -> bytes:
+def read_key_data(path: str, check_mode: bool = True) -> bytes:
     """
-    The bytes of a key file.  The mode is checked on the file that was opened
-    (C{fstat}), so a file swapped in between cannot slip through.
+    The bytes of a key file, checked to be a regular file of a sensible
+    size (and, when C{check_mode}, private).  The mode is checked on the
+    file that was opened (C{fstat}), so a file swapped in between cannot slip
+    through.
+
+    @raise KeyFileError: naming the file and what is wrong.
     """
     try:
         # O_NONBLOCK: a FIFO in the key file's place must not hang start-up.
@@ -201,7 +205,7 @@ def load_nginx_keys(paths: Sequence[str] | str, check_mode: bool = True) -> KeyS
         paths = [paths]
     if not paths:
         raise KeyFileError("no ticket key files given")
-    keys = [nginx_key(_read(p, check_mode), p) for p in paths]
+    keys = [nginx_key(read_key_data(p, check_mode), p) for p in paths]
     return _keyset(", ".join(paths), keys[0], keys[1:])
 
 
@@ -288,7 +292,7 @@ def load_haproxy_keys(path: str, check_mode: bool = True) -> KeySet:
 
     @raise KeyFileError: naming the file, the line and what is wrong.
     """
-    return parse_haproxy_keys(_read(path, check_mode), path)
+    return parse_haproxy_keys(read_key_data(path, check_mode), path)
 
 
 def haproxy_file_keys(keys: KeySet) -> list[TicketKey]:
@@ -344,7 +348,7 @@ def load_key_file(path: str, check_mode: bool = True) -> KeySet:
         default; turn it off only when something else guards the file).
     @raise KeyFileError: naming the file (and line) and what is wrong.
     """
-    data = _read(path, check_mode)
+    data = read_key_data(path, check_mode)
     if detect_format(data) == "nginx":
         return KeySet(nginx_key(data, path))
     return parse_haproxy_keys(data, path)
