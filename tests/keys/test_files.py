@@ -16,10 +16,10 @@ import os
 import shutil
 import subprocess
 
-from cryptography.hazmat.primitives import serialization
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from resumetls import KeySet, TicketKey
+from resumetls.certificates import certificate_pem, private_key_pem
 from resumetls.keys.files import (
     KeyFileError,
     check_permissions,
@@ -371,14 +371,7 @@ class RealServerTests(SynchronousTestCase):
         self.cert_path, self.key_path = write_pem(self.tmp, cert, key)
         self.combined = os.path.join(self.tmp, "combined.pem")
         with open(self.combined, "wb") as f:
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-            f.write(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
+            f.write(certificate_pem(cert) + private_key_pem(key))
 
     def start(self, argv: list[str], port: int) -> None:
         log = open(os.path.join(self.tmp, "server.log"), "wb")  # noqa: SIM115
