@@ -86,12 +86,35 @@ def _memory(url: str, parts: SplitResult, params: dict[str, str], clock: Any) ->
 BACKENDS: dict[str, Factory] = {"memory": _memory}
 
 
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+
+
 def register_backend(scheme: str, factory: Factory) -> None:
     """
-    Make C{scheme://} URLs name caches built by C{factory}.  Keep the module
-    that calls this cheap to import: import the backend's client library
-    inside the factory.
+    Make C{scheme://} URLs name session caches built by C{factory}: how a
+    backend package plugs into C{--session-cache} and C{cache_from_url}.
+    Registering a scheme again replaces its factory.
+
+    Keep the module that calls this cheap to import: import the backend's
+    client library inside the factory.
+
+    @param scheme: the URL scheme, case-insensitive (C{"redis"}).
+    @param factory: called as C{factory(url, parts, params, clock)} with the
+        URL as given (show it only through L{safe_url}), its C{urlsplit()},
+        its query parameters as a dict (each given once) and the
+        C{IReactorTime} the cache keeps time with.  It returns an
+        L{ISessionCache} provider without blocking, and raises
+        L{CacheURLError} (L{positive_int} helps) for anything it cannot use.
+    @raise ValueError: C{scheme} is not a URL scheme.
+    @raise TypeError: C{factory} is not callable.
     """
+    if not isinstance(scheme, str) or _SCHEME.fullmatch(scheme.lower()) is None:
+        raise ValueError(
+            f"a session cache scheme is a letter then letters, digits, '+', '-' "
+            f"or '.', not {scheme!r}"
+        )
+    if not callable(factory):
+        raise TypeError(f"the {scheme}:// backend factory is not callable")
     BACKENDS[scheme.lower()] = factory
 
 

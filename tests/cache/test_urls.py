@@ -140,6 +140,19 @@ class CacheURLTests(SynchronousTestCase):
             "nope://", "unknown session cache 'nope://'; known: fake://, memory://"
         )
 
+    def test_register_checks(self):
+        """A scheme that cannot start a URL, or a factory that cannot be
+        called, is refused when registered, not when a URL is read."""
+        self.patch(_cacheurl, "BACKENDS", dict(_cacheurl.BACKENDS))
+        for bad in ("", "re dis", "1cache", "redis://", "mem_ory"):
+            e = self.assertRaises(ValueError, register_backend, bad, lambda *a: None)
+            self.assertIn(repr(bad), str(e))
+        e = self.assertRaises(TypeError, register_backend, "redis", None)
+        self.assertEqual(str(e), "the redis:// backend factory is not callable")
+        self.assertEqual(sorted(_cacheurl.BACKENDS), ["memory"])
+        register_backend("Redis+TLS", lambda *a: None)
+        self.assertIn("redis+tls", _cacheurl.BACKENDS)
+
     def test_backend_must_make_a_cache(self):
         self.patch(_cacheurl, "BACKENDS", dict(_cacheurl.BACKENDS))
         register_backend("bad", lambda *a: object())
