@@ -11,6 +11,7 @@ from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineReceiver
 
 import resumetls
+from resumetls.server.stats import describe_mechanism
 
 
 class Echo(LineReceiver):
@@ -18,7 +19,9 @@ class Echo(LineReceiver):
 
     def lineReceived(self, line):
         info = resumetls.resumption_info(self.transport)
-        how = f"resumed by {info.mechanism}" if info.resumed else "full handshake"
+        how = describe_mechanism(info.mechanism)
+        if info.resumed:
+            how = f"resumed by {how}"
         self.sendLine(f"[{info.version}, {how}] ".encode() + line)
 
 

@@ -27,7 +27,7 @@ class WrapWebSiteTests(TestCase):
         self.assertIn("client says session_reused=False", lines[0])
         self.assertIn("resumed=False mechanism=None", lines[0])
         self.assertIn("client says session_reused=True", lines[1])
-        self.assertIn("resumed=True mechanism=ticket", lines[1])
+        self.assertIn("resumed=True mechanism=ticket_tls13", lines[1])
         self.assertIn("full=1 resumed_ticket_tls13=1", lines[2])
 
 
@@ -72,7 +72,7 @@ class ServedExamplesTests(TestCase):
                     lines.append(data.decode().strip())
                     session = s.session
         self.assertEqual(lines[0], "[TLSv1.3, full handshake] hello")
-        self.assertEqual(lines[1], "[TLSv1.3, resumed by ticket] hello")
+        self.assertEqual(lines[1], "[TLSv1.3, resumed by TLS 1.3 session ticket] hello")
 
     def test_wsgi(self):
         from . import _support

@@ -14,14 +14,11 @@ from typing import Any
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from resumetls.server.factory import resumption_info, serving_factory
-
-MECHANISMS = {
-    "ticket": "session ticket",
-    "session-id": "session ID (server cache)",
-    "unknown": "OpenSSL's built-in cache",
-    None: "-",
-}
+from resumetls.server.stats import (
+    describe_mechanism,
+    resumption_info,
+    serving_factory,
+)
 
 
 def status(request: Any) -> dict[str, Any]:
@@ -41,6 +38,7 @@ def status(request: Any) -> dict[str, Any]:
                 "cipher": None,
                 "resumed": False,
                 "mechanism": None,
+                "mechanism_description": describe_mechanism(None),
             }
         }
         from resumetls.server import registry as _registry
@@ -48,16 +46,14 @@ def status(request: Any) -> dict[str, Any]:
         factories = _registry.factories()
         factory = factories[0] if len(factories) == 1 else None
     else:
-        mechanism = info.mechanism
-        if mechanism == "ticket":
-            mechanism = "ticket-tls13" if info.version == "TLSv1.3" else "ticket-tls12"
         data = {
             "connection": {
                 "tls": True,
                 "version": info.version,
                 "cipher": info.cipher,
                 "resumed": info.resumed,
-                "mechanism": mechanism,
+                "mechanism": info.mechanism,
+                "mechanism_description": describe_mechanism(info.mechanism),
             }
         }
     if factory is not None:
@@ -144,11 +140,7 @@ class DemoPage(Resource):
         refresh = ""
         if request.args.get(b"again"):
             refresh = '<meta http-equiv="refresh" content="1; url=/">'
-        mechanism = conn["mechanism"]
-        mechanism_text = {
-            "ticket-tls12": "TLS 1.2 session ticket",
-            "ticket-tls13": "TLS 1.3 session ticket",
-        }.get(mechanism, MECHANISMS.get(mechanism, str(mechanism)))
+        mechanism_text = describe_mechanism(conn["mechanism"])
         if not conn["tls"]:
             verdict = "not TLS (plain TCP: nothing to resume)"
         elif conn["resumed"]:

@@ -12,6 +12,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from resumetls.server.stats import HANDSHAKE_KINDS
+
 
 class ResumptionCollector:
     """Reads the counters of the serving context factories at scrape time."""
@@ -70,14 +72,8 @@ class ResumptionCollector:
         for factory in self._factories():
             s = factory.stats()
             svc = factory.settings.service or "default"
-            for kind, value in (
-                ("full", s.full_handshakes),
-                ("session_id", s.resumed_session_id),
-                ("ticket_tls12", s.resumed_ticket_tls12),
-                ("ticket_tls13", s.resumed_ticket_tls13),
-                ("other", s.resumed_unknown),
-            ):
-                handshakes.add_metric([svc, kind], value)
+            for kind, field in HANDSHAKE_KINDS:
+                handshakes.add_metric([svc, kind], getattr(s, field))
             for event, value in (
                 ("issued", s.tickets_issued),
                 ("renewed", s.tickets_renewed),

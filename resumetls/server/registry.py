@@ -12,8 +12,10 @@ _factories: weakref.WeakSet = weakref.WeakSet()
 
 
 def register(factory: Any) -> None:
+    """Show C{factory} (a L{ResumingContextFactory}) on status pages and metrics."""
     _factories.add(factory)
 
 
 def factories() -> list[Any]:
+    """The registered factories still in use, in no particular order."""
     return list(_factories)

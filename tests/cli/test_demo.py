@@ -107,32 +107,48 @@ class DemoOverTLSTests(TestCase):
             self.assertIn(b"This connection was <strong>a full handshake", body)
             self.assertIn(b'id="resumed">no<', body)
             self.assertIn(b'id="version">TLSv1.3<', body)
+            self.assertIn(b'id="mechanism">full handshake<', body)
             _, _, body, _, reused, closed = await deferToThread(
                 fetch, port, "/", session
             )
             self.assertTrue(reused)
             self.assertTrue(closed)
             self.assertIn(b"resumed (TLS 1.3 session ticket)", body)
+            self.assertIn(b'id="mechanism">TLS 1.3 session ticket<', body)
             self.assertIn(b'id="resumed">yes<', body)
             self.assertIn(b"id='c-resumed_ticket_tls13'>1<", body)
 
         return ensureDeferred(run())
 
     def test_mechanisms(self):
-        """status.json names the mechanism: TLS 1.2 ticket, session ID, TLS 1.3."""
+        """
+        status.json names the mechanism (as the metrics' C{kind} label does)
+        and says it in words: TLS 1.2 ticket, session ID, TLS 1.3 ticket.
+        """
 
         async def run():
             port, factory = await self.serve()
             cases = [
-                (tls_context(ssl.TLSVersion.TLSv1_2), "ticket-tls12", "TLSv1.2"),
                 (
-                    tls_context(ssl.TLSVersion.TLSv1_2, tickets=False),
-                    "session-id",
+                    tls_context(ssl.TLSVersion.TLSv1_2),
+                    "ticket_tls12",
+                    "TLS 1.2 session ticket",
                     "TLSv1.2",
                 ),
-                (tls_context(ssl.TLSVersion.TLSv1_3), "ticket-tls13", "TLSv1.3"),
+                (
+                    tls_context(ssl.TLSVersion.TLSv1_2, tickets=False),
+                    "session_id",
+                    "session ID (server cache)",
+                    "TLSv1.2",
+                ),
+                (
+                    tls_context(ssl.TLSVersion.TLSv1_3),
+                    "ticket_tls13",
+                    "TLS 1.3 session ticket",
+                    "TLSv1.3",
+                ),
             ]
-            for ctx, mechanism, version in cases:
+            for ctx, mechanism, words, version in cases:
                 _, headers, body, session, _, _ = await deferToThread(
                     fetch, port, "/status.json", None, ctx
                 )
@@ -142,12 +158,14 @@ class DemoOverTLSTests(TestCase):
                     (first["tls"], first["resumed"], first["mechanism"]),
                     (True, False, None),
                 )
+                self.assertEqual(first["mechanism_description"], "full handshake")
                 _, _, body, _, reused, _ = await deferToThread(
                     fetch, port, "/status.json", session, ctx
                 )
                 self.assertTrue(reused, mechanism)
                 second = json.loads(body)["connection"]
                 self.assertEqual(second["mechanism"], mechanism)
+                self.assertEqual(second["mechanism_description"], words)
                 self.assertEqual(second["version"], version)
                 self.assertTrue(second["resumed"])
                 self.assertTrue(second["cipher"])
@@ -279,5 +297,5 @@ class DegradedPageTests(SynchronousTestCase):
             b"not found",
             body,
         )
-        self.assertIn(b"<strong>resumed (OpenSSL&#x27;s built-in cache)</strong>", body)
+        self.assertIn(b"<strong>resumed (unknown mechanism)</strong>", body)
         self.assertFalse(request.channel.persistent)

@@ -241,7 +241,7 @@ class ScrapeTests(TestCase):
             factory = ResumingContextFactory(
                 _support.options(), ResumptionSettings(service="web"), clock=reactor
             )
-            tls_port, _ = await _support.listen(self, factory)
+            tls_port, app = await _support.listen(self, factory)
             metrics = await TCP4ServerEndpoint(
                 reactor, 0, interface="127.0.0.1"
             ).listen(metrics_site(lambda: [factory]))
@@ -259,6 +259,8 @@ class ScrapeTests(TestCase):
             first = await _support.python_client(tls_port, ctx)
             second = await _support.python_client(tls_port, ctx, first["session"])
             self.assertTrue(second["reused"])
+            # The API names the mechanism as the metrics' kind label does.
+            self.assertEqual(app.infos[-1].mechanism, "ticket_tls13")
             text = await deferToThread(scrape)
             after = samples(text)
             h = "resumetls_handshakes_total"

@@ -158,25 +158,25 @@ MODES = {
         ResumptionSettings(session_ids=False, service="api"),
         ssl.TLSVersion.TLSv1_2,
         False,
-        "ticket",
+        "ticket_tls12",
     ),
     "tls12-session-id": (
         ResumptionSettings(tickets=False, service="api"),
         ssl.TLSVersion.TLSv1_2,
         True,
-        "session-id",
+        "session_id",
     ),
     "tls13-ticket": (
         ResumptionSettings(session_ids=False, service="api"),
         ssl.TLSVersion.TLSv1_3,
         False,
-        "ticket",
+        "ticket_tls13",
     ),
     "tls13-stateful": (
         ResumptionSettings(tickets=False, service="api"),
         ssl.TLSVersion.TLSv1_3,
         False,
-        "session-id",
+        "session_id",
     ),
 }
 

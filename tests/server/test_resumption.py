@@ -1,6 +1,8 @@
 """
 End-to-end resumption over real loopback sockets, proven by clients nobody
 here wrote: C{openssl s_client -sess_out/-sess_in} and Python's C{ssl} module.
+What the handshake hooks count and how each kind of cache is used:
+L{tests.server.test_hooks}.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import os
 import ssl
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
@@ -36,28 +38,28 @@ MODES = {
         ["-tls1_2", "-no_ticket"],
         ssl.TLSVersion.TLSv1_2,
         True,
-        "session-id",
+        "session_id",
     ),
     "tls12-ticket": (
         ResumptionSettings(session_ids=False),
         ["-tls1_2"],
         ssl.TLSVersion.TLSv1_2,
         False,
-        "ticket",
+        "ticket_tls12",
     ),
     "tls13-ticket": (
         ResumptionSettings(session_ids=False),
         ["-tls1_3"],
         ssl.TLSVersion.TLSv1_3,
         False,
-        "ticket",
+        "ticket_tls13",
     ),
     "tls13-stateful": (
         ResumptionSettings(tickets=False),
         ["-tls1_3"],
         ssl.TLSVersion.TLSv1_3,
         False,
-        "session-id",
+        "session_id",
     ),
 }
 
@@ -114,7 +116,7 @@ class OpenSSLClientTests(TestCase):
         self.assertEqual(getattr(stats, COUNTER[name]), 2)
         self.assertEqual(stats.resumed, 2)
         self.assertEqual(stats.callback_errors, 0)
-        if mechanism == "ticket":
+        if mechanism in ("ticket_tls12", "ticket_tls13"):
             self.assertGreaterEqual(stats.tickets_issued, 1)
             self.assertEqual(stats.cache_hits, 0)
         else:
@@ -148,9 +150,9 @@ class OpenSSLClientTests(TestCase):
         factory = make_factory(ResumptionSettings())
         port, _ = await listen(self, factory)
         for flags, mechanism in (
-            (["-tls1_2", "-no_ticket"], "session-id"),
-            (["-tls1_2"], "ticket"),
-            (["-tls1_3"], "ticket"),
+            (["-tls1_2", "-no_ticket"], "session_id"),
+            (["-tls1_2"], "ticket_tls12"),
+            (["-tls1_3"], "ticket_tls13"),
         ):
             sess = os.path.abspath(self.mktemp())
             await s_client(port, None, sess, *flags)
@@ -243,7 +245,7 @@ class RotationTests(TestCase):
         ring.rotate()  # b encrypts now, a is decrypt-only
         second = await s_client(port, under_a, None, "-tls1_2")
         self.assertTrue(second["reused"])
-        self.assertEqual(second["server"]["mechanism"], "ticket")
+        self.assertEqual(second["server"]["mechanism"], "ticket_tls12")
         self.assertEqual(factory.stats().tickets_renewed, 1)
         # s_client does not write -sess_out after a resumed TLS 1.2
         # handshake; it prints the session it now holds: a ticket under b.
@@ -433,7 +435,8 @@ class ForgeryTests(TestCase):
     """
     Forged, truncated and random tickets and session IDs from the network give
     a full handshake; nothing escapes into the reactor (trial fails a test
-    that logs an error) and the server goes on serving.
+    that logs an error) and the server goes on serving.  (Corrupt cache
+    entries: L{tests.server.test_hooks}.)
     """
 
     timeout = 90
@@ -497,120 +500,3 @@ class ForgeryTests(TestCase):
         # 32-byte TLS 1.3 identity (OpenSSL looks up no other length).
         self.assertEqual(stats.cache_misses, 4)
         self.assertEqual(stats.tickets_rejected, 0)
-
-    @coroutine
-    async def test_corrupt_cache_entry(self):
-        """A cache entry that is not a session: counted, full handshake."""
-        events = capture_events(self)
-        factory = make_factory(ResumptionSettings(tickets=False), cache=_Corrupt())
-        port, _ = await listen(self, factory)
-        sess = os.path.abspath(self.mktemp())
-        await s_client(port, None, sess, "-tls1_2", "-no_ticket")
-        result = await s_client(port, sess, None, "-tls1_2", "-no_ticket")
-        self.assertFalse(result["reused"])
-        self.assertEqual(factory.stats().cache_corrupt, 1)
-        self.assertEqual(factory.stats().full_handshakes, 2)
-        self.assertEqual(factory.stats().callback_errors, 0)
-        assert_event(self, events, "resumetls.cache.corrupt", [_Corrupt.ENTRY])
-
-
-def capture_events(testcase):
-    """The log events emitted while the test runs, as a list."""
-    from twisted.logger import globalLogPublisher
-
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    testcase.addCleanup(globalLogPublisher.removeObserver, events.append)
-    return events
-
-
-def assert_event(testcase, events, name, secrets=()):
-    """
-    Exactly one event named C{name} (our stable C{event} field), and neither
-    it nor its rendered text shows any of the C{secrets} (bytes), raw, hex or
-    base64.
-    """
-    import base64
-
-    from twisted.logger import formatEvent
-
-    found = [e for e in events if e.get("event") == name]
-    testcase.assertEqual(len(found), 1, [e.get("event") for e in events])
-    shown = repr(found[0]) + formatEvent(found[0])
-    for secret in secrets:
-        for form in (repr(secret), secret.hex(), base64.b64encode(secret).decode()):
-            testcase.assertNotIn(form, shown)
-    return found[0]
-
-
-class _Corrupt(MemorySessionCache):
-    ENTRY = b"\x30\x03garbage"
-
-    def lookup_now(self, session_id):
-        return self.ENTRY
-
-
-class _Slow:
-    """An asynchronous cache: lookups answer later, or fail."""
-
-    def __init__(self, fail=False):
-        self.entries = {}
-        self.fail = fail
-
-    def store(self, session_id, der, lifetime):
-        self.entries[session_id] = der
-        return succeed(None)
-
-    def lookup(self, session_id):
-        if self.fail:
-            return fail(ConnectionRefusedError("cache backend is down"))
-        d = Deferred()
-        reactor.callLater(0.5, d.callback, self.entries.get(session_id))
-        return d
-
-    def remove(self, session_id):
-        return succeed(None)
-
-    def stats(self):
-        return None
-
-
-class AsynchronousCacheTests(TestCase):
-    """
-    A cache that cannot answer within the handshake, or fails, costs the
-    client a full handshake, counted; it never stalls or breaks it.
-    """
-
-    timeout = 60
-
-    @coroutine
-    async def test_late_answer(self):
-        factory = make_factory(ResumptionSettings(tickets=False), cache=_Slow())
-        port, _ = await listen(self, factory)
-        sess = os.path.abspath(self.mktemp())
-        await s_client(port, None, sess, "-tls1_2", "-no_ticket")
-        result = await s_client(port, sess, None, "-tls1_2", "-no_ticket")
-        self.assertFalse(result["reused"])
-        self.assertEqual(factory.stats().cache_lookups_late, 1)
-        self.assertEqual(factory.stats().full_handshakes, 2)
-        await deferLater(reactor, 0.6, lambda: None)
-
-    @coroutine
-    async def test_backend_down(self):
-        events = capture_events(self)
-        cache = _Slow(True)
-        factory = make_factory(ResumptionSettings(tickets=False), cache=cache)
-        port, _ = await listen(self, factory)
-        sess = os.path.abspath(self.mktemp())
-        await s_client(port, None, sess, "-tls1_2", "-no_ticket")
-        result = await s_client(port, sess, None, "-tls1_2", "-no_ticket")
-        self.assertFalse(result["reused"])
-        self.assertEqual(result["server"]["resumed"], False)
-        self.assertEqual(factory.stats().cache_errors, 1)
-        self.assertEqual(factory.stats().cache_lookups_late, 0)
-        self.assertGreaterEqual(len(cache.entries), 1)  # sessions, DER: secrets
-        event = assert_event(
-            self, events, "resumetls.cache.error", list(cache.entries.values())
-        )
-        self.assertEqual(event["what"], "lookup")
-        self.assertIn("cache backend is down", event["error"])
