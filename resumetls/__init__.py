@@ -52,6 +52,14 @@ _EXPORTS = {
     "IImmediateSessionCache": "resumetls.interfaces",
     "IKeySource": "resumetls.interfaces",
     "IHandshakeHooks": "resumetls.interfaces",
+    # configuration, listener, key sources
+    "ConfigError": "resumetls.options",
+    "ResumingServerEndpoint": "resumetls.server.endpoint",
+    "GeneratedKeySource": "resumetls.keys.sources",
+    "KeyFileSource": "resumetls.keys.sources",
+    "KeySourceError": "resumetls.keys.sources",
+    "key_source_from_spec": "resumetls.keys.sources",
+    "register_key_source": "resumetls.keys.sources",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -12,40 +12,27 @@ line is parsed, before anything listens.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 from twisted.application import service
 from twisted.python import usage
-from twisted.python.reflect import namedAny
 
-from resumetls.server.config import (
-    COMMAND_NAMES,
-    DEFAULT_PORT,
-    ConfigError,
-    build,
-    parse,
-    parse_endpoint,
-    split_description,
-)
+from resumetls.cli.apps import choose, protocol_factory
+from resumetls.options import SERVER_OPTIONS, ConfigError, split_description
+from resumetls.server.config import COMMAND_NAMES, parse, parse_endpoint
 
 
-class _ReactorClock:
+class _GlobalReactor:
     """
-    The global reactor's clock, looked up when used: options are parsed
-    before C{twist} installs the reactor it was asked for.
+    The global reactor, looked up at each use: options are parsed (and
+    listeners built) before C{twist} installs the reactor it was asked for.
     """
 
-    def seconds(self) -> float:
+    def __getattr__(self, name: str) -> Any:
         from twisted.internet import reactor
 
-        return reactor.seconds()
-
-    def callLater(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
-        from twisted.internet import reactor
-
-        return reactor.callLater(*args, **kwargs)
+        return getattr(reactor, name)
 
 
 _LONGDESC = """\
@@ -57,24 +44,9 @@ $XDG_DATA_HOME/resumetls. --listen takes endpoint strings instead of --port
 and the TLS options, e.g. resumetls:8443:certKey=cert.pem:privateKey=key.pem.
 """
 
-# Options that describe the --port listener; with --listen they would be
-# ignored, so giving them is refused.
-_PORT_LISTENER_OPTIONS = (
-    "port",
-    "interface",
-    "certificate",
-    "key",
-    "extra-chain",
-    "ticket-keys",
-    "rotate-every",
-    "keep-keys",
-    "session-timeout",
-    "tls13-tickets",
-    "session-cache",
-    "service",
-    "no-tickets",
-    "no-session-ids",
-)
+# Options that describe the --port listener (every flag of the option
+# table); with --listen they would be ignored, so giving them is refused.
+_PORT_LISTENER_OPTIONS = tuple(COMMAND_NAMES)
 
 
 class _ValueRefused(usage.UsageError):
@@ -85,40 +57,7 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = _LONGDESC
 
-    optParameters = [
-        ["port", "p", str(DEFAULT_PORT), "TLS port to listen on (without --listen)."],
-        ["interface", None, "", "Interface to listen on (default: all)."],
-        ["certificate", "c", None, "PEM certificate (a chain may follow the leaf)."],
-        ["key", "k", None, "PEM private key."],
-        ["extra-chain", None, None, "PEM file of more chain certificates."],
-        [
-            "ticket-keys",
-            None,
-            None,
-            "Ticket key file (nginx 48/80-byte or HAProxy base64 lines); reloaded "
-            "on SIGHUP and when it changes.",
-        ],
-        [
-            "rotate-every",
-            None,
-            "43200",
-            "Without --ticket-keys: seconds between key rotations (12 h, like Caddy).",
-        ],
-        [
-            "keep-keys",
-            None,
-            "2",
-            "Without --ticket-keys: old keys kept for decryption.",
-        ],
-        ["session-timeout", None, "3600", "Seconds a session stays resumable."],
-        ["tls13-tickets", None, "2", "Tickets sent after a full TLS 1.3 handshake."],
-        [
-            "session-cache",
-            None,
-            "memory://",
-            "Session cache URL: memory:// or memory://?size=N.",
-        ],
-        ["service", None, "", "Name keeping this service's sessions apart."],
+    optParameters = SERVER_OPTIONS.usage_parameters() + [
         [
             "factory",
             None,
@@ -136,10 +75,7 @@ class Options(usage.Options):
             "127.0.0.1 only).",
         ],
     ]
-    optFlags = [
-        ["no-tickets", None, "Do not issue or accept session tickets."],
-        ["no-session-ids", None, "Do not keep sessions in the session cache."],
-    ]
+    optFlags = SERVER_OPTIONS.usage_flags()
 
     def __init__(self) -> None:
         super().__init__()
@@ -164,38 +100,19 @@ class Options(usage.Options):
         """Listen on this endpoint (repeatable), e.g. resumetls:8443:certKey=…"""
         self["listen"].append(description)
 
-    def postOptions(self) -> None:
+    def postOptions(self) -> None:  # noqa: N802
         raw = {name: self[name] for name in COMMAND_NAMES}
         try:
-            config = parse(raw, COMMAND_NAMES, "--")
+            self.config = parse(raw, COMMAND_NAMES, "--")
+            self.what, self.target = choose(self)
         except ConfigError as e:
             raise _ValueRefused(str(e)) from None
-        config = _with_flags(config, self)
-        self.config = config
-        chosen = [n for n in ("factory", "wsgi", "path") if self[n]]
-        if len(chosen) > 1:
-            raise _ValueRefused(
-                "give only one of --factory, --wsgi and --path, not "
-                + " and ".join("--" + n for n in chosen)
-            )
-        self.what = chosen[0] if chosen else "demo"
-        if self["factory"]:
-            self.target = _protocol_factory_from(
-                self["factory"], _resolve("--factory", self["factory"])
-            )
-        elif self["wsgi"]:
-            self.target = _resolve("--wsgi", self["wsgi"])
-            if not callable(self.target):
-                raise _ValueRefused(f"--wsgi {self['wsgi']} is not callable")
-        elif self["path"]:
-            if not os.path.isdir(self["path"]):
-                raise _ValueRefused(f"--path {self['path']}: not a directory")
-            self.target = os.path.abspath(self["path"])
-        # Each listener: (description or None, ServerConfig or None,
-        # context factory or None, key file watcher or None).
+        # Each listener: (the --listen description or None for --port, and
+        # its ResumingServerEndpoint, or None for another parser's string,
+        # parsed when the service is made).
         self.listeners = []
         if not self["listen"]:
-            self.listeners.append(_built(None, config))
+            self.listeners.append((None, _endpoint(None, self.config)))
         else:
             given = [
                 "--" + n
@@ -211,13 +128,15 @@ class Options(usage.Options):
             for description in self["listen"]:
                 prefix, args, kwargs = split_description(description)
                 if prefix != "resumetls":
-                    self.listeners.append((description, None, None, None))
+                    self.listeners.append((description, None))
                     continue
                 try:
                     listen_config = parse_endpoint(args, kwargs)
                 except ConfigError as e:
                     raise _ValueRefused(f"--listen {description}: {e}") from None
-                self.listeners.append(_built(description, listen_config))
+                self.listeners.append(
+                    (description, _endpoint(description, listen_config))
+                )
         if self["metrics"]:
             from resumetls.cli.metrics import loopback_endpoint
 
@@ -228,109 +147,18 @@ class Options(usage.Options):
     @property
     def context_factories(self) -> list[Any]:
         """The resuming context factories of the listeners, in order."""
-        return [f for _, _, f, _ in self.listeners if f is not None]
+        return [e.context_factory for _, e in self.listeners if e is not None]
 
 
-def _built(description: str | None, config: Any) -> tuple:
-    """A listener whose context factory (and key file watcher) are built now."""
+def _endpoint(description: str | None, config: Any) -> Any:
+    """A listener's endpoint, its context factory and key source built now."""
+    from resumetls.server.endpoint import ResumingServerEndpoint
+
     try:
-        factory, watcher = build(config, _ReactorClock())
+        return ResumingServerEndpoint.from_config(_GlobalReactor(), config)
     except ConfigError as e:
         where = f"--listen {description}: " if description else ""
         raise _ValueRefused(where + str(e)) from None
-    return (description, config, factory, watcher)
-
-
-def _with_flags(config: Any, options: Options) -> Any:
-    import attrs
-
-    return attrs.evolve(
-        config,
-        tickets=not options["no-tickets"],
-        session_ids=not options["no-session-ids"],
-    )
-
-
-def _resolve(option: str, name: str) -> Any:
-    """
-    The object a dotted name names.  The current directory is searched
-    first, as C{python -m} and gunicorn do (C{twist}'s own path starts at
-    its script), so C{--factory examples.echo.EchoFactory} works from the
-    directory that holds C{examples/}.
-    """
-    here = os.getcwd()
-    if here not in sys.path and "" not in sys.path:
-        sys.path.insert(0, here)
-    try:
-        return namedAny(name)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise _ValueRefused(f"{option} {name}: cannot import it ({e})") from None
-    except Exception as e:  # noqa: BLE001 - the user's module failed to import
-        raise _ValueRefused(
-            f"{option} {name}: importing it raised {type(e).__name__}: {e}"
-        ) from None
-
-
-def _protocol_factory_from(name: str, target: Any) -> Any:
-    """
-    The protocol factory C{--factory} names: the object itself, or what
-    calling it (with no arguments) returns.
-    """
-    from twisted.internet.interfaces import IProtocolFactory
-
-    if not IProtocolFactory.providedBy(target):
-        if not callable(target):
-            raise _ValueRefused(
-                f"--factory {name} is neither a protocol factory nor callable"
-            )
-        try:
-            target = target()
-        except Exception as e:  # noqa: BLE001 - the user's code, one line
-            raise _ValueRefused(
-                f"--factory {name}: calling it raised {type(e).__name__}: {e}"
-            ) from None
-    if not IProtocolFactory.providedBy(target):
-        raise _ValueRefused(
-            f"--factory {name} did not give a protocol factory "
-            f"(got {type(target).__name__})"
-        )
-    return target
-
-
-def _protocol_factory(options: Options, reactor: Any) -> Any:
-    from twisted.web.server import Site
-
-    if options.what == "factory":
-        return options.target
-    if options.what == "wsgi":
-        from twisted.web.wsgi import WSGIResource
-
-        return Site(WSGIResource(reactor, reactor.getThreadPool(), options.target))
-    if options.what == "path":
-        from twisted.web.static import File
-
-        return Site(File(options.target))
-    from resumetls.cli.demo import demo_site
-
-    return demo_site()
-
-
-class _KeyReloadService(service.Service):
-    """Reload ticket key files when they change, and on SIGHUP."""
-
-    def __init__(self, watchers: list[Any], reactor: Any) -> None:
-        self.watchers = watchers
-        self.reactor = reactor
-
-    def startService(self) -> None:
-        super().startService()
-        for w in self.watchers:
-            w.start()
-
-    def stopService(self) -> None:
-        super().stopService()
-        for w in self.watchers:
-            w.stop()
 
 
 class _AnnounceService(service.Service):
@@ -414,30 +242,16 @@ def _listen_error(e: Exception) -> str:
 
 def makeService(options: Options) -> service.MultiService:  # noqa: N802
     from twisted.internet import reactor
-    from twisted.internet.endpoints import SSL4ServerEndpoint
 
     from resumetls.server import registry as _registry
 
     top = service.MultiService()
-    app = _protocol_factory(options, reactor)
-    watchers = []
-    for description, config, factory, watcher in options.listeners:
-        if factory is None:
+    app = protocol_factory(options.what, options.target, reactor)
+    for description, endpoint in options.listeners:
+        if endpoint is None:
             endpoint = _endpoint_or_exit(reactor, "--listen", description)
-        else:
-            _registry.register(factory)
-            if watcher is not None:
-                watchers.append(watcher)
-            endpoint = SSL4ServerEndpoint(
-                reactor,
-                config.port,
-                factory,
-                backlog=config.backlog,
-                interface=config.interface,
-            )
-        option = f"--listen {description}" if description else f"--port {config.port}"
+        option = f"--listen {description}" if description else f"--port {endpoint.port}"
         _listener(endpoint, app, option).setServiceParent(top)
-    _KeyReloadService(watchers, reactor).setServiceParent(top)
     if options.metrics_endpoint is not None:
         from resumetls.cli.metrics import metrics_site
 

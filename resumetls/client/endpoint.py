@@ -25,38 +25,36 @@ _creators: dict[tuple, Any] = {}
 
 @implementer(IPlugin, IStreamClientEndpointStringParserWithReactor)
 class ResumeTLSClientParser:
+    """
+    C{resumetls:host=…:port=…:…}; its options are the rows of
+    L{resumetls.options.CLIENT_OPTIONS}.  Errors are L{resumetls.ConfigError}
+    (a C{ValueError}), as the server endpoint's, with one-line messages.
+    """
+
     prefix = "resumetls"
 
-    def parseStreamClient(self, reactor: Any, *args: Any, **kwargs: Any) -> Any:
+    def parseStreamClient(self, reactor: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
         from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 
         from resumetls.client.creator import ResumingClientCreator
+        from resumetls.options import CLIENT_OPTIONS, ConfigError
 
-        options = dict(kwargs)
         if args:
-            raise ValueError(
+            raise ConfigError(
                 "resumetls: client endpoints take host=… and port=…, "
                 f"not positional arguments {args!r}"
             )
-        unknown = sorted(
-            set(options)
-            - {"host", "port", "trustRoots", "sessions", "timeout", "bindAddress"}
+        given = CLIENT_OPTIONS.convert(
+            kwargs, CLIENT_OPTIONS.endpoint_names(), "resumetls: "
         )
-        if unknown:
-            raise ValueError(f"resumetls: unknown client option {unknown[0]}")
-        host = options.get("host")
+        options = {
+            field: given.get(field, row.default)
+            for field, row in CLIENT_OPTIONS.rows.items()
+        }
+        host, port = options["host"], options["port"]
         if not host:
-            raise ValueError("resumetls: client endpoints need host=")
-        try:
-            port = int(options.get("port", "443"))
-            if not 0 < port < 65536:
-                raise ValueError
-        except ValueError:
-            raise ValueError(
-                f"resumetls: port must be a number, not {options['port']!r}"
-            ) from None
-        trust = options.get("trustRoots")
-        sessions = options.get("sessions")
+            raise ConfigError("resumetls: client endpoints need host=")
+        trust, sessions = options["trust_roots"], options["sessions"]
         key = (host, port, trust, sessions)
         creator = _creators.get(key)
         if creator is None:
@@ -68,21 +66,12 @@ class ResumeTLSClientParser:
                 store = FileClientSessionStore(sessions)
             creator = ResumingClientCreator(host, trust_root, port=port, store=store)
             _creators[key] = creator
-        try:
-            timeout = float(options.get("timeout", "30"))
-            if not 0 < timeout < float("inf"):
-                raise ValueError
-        except ValueError:
-            raise ValueError(
-                "resumetls: timeout must be a number of seconds above 0, "
-                f"not {options['timeout']!r}"
-            ) from None
-        bind = options.get("bindAddress")
+        bind = options["bind_address"]
         endpoint = HostnameEndpoint(
             reactor,
             host,
             port,
-            timeout=timeout,
+            timeout=options["timeout"],
             bindAddress=(bind, 0) if bind else None,
         )
         return wrapClientTLS(creator, endpoint)
@@ -92,24 +81,26 @@ def _load_trust_roots(path: str) -> Any:
     """
     Every certificate of the PEM file C{path}, as a trust root.
 
-    @raise ValueError: when the file cannot be read or holds no certificate;
-        the message names the file.
+    @raise ConfigError: when the file cannot be read or holds no
+        certificate; the message names the file.
     """
     from cryptography import x509
     from OpenSSL.crypto import X509
     from twisted.internet.ssl import Certificate, trustRootFromCertificates
 
+    from resumetls.options import ConfigError
+
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise ValueError(
+        raise ConfigError(
             f"resumetls: cannot read trustRoots {path}: {e.strerror}"
         ) from None
     try:
         certificates = x509.load_pem_x509_certificates(data)
     except ValueError:
-        raise ValueError(
+        raise ConfigError(
             f"resumetls: trustRoots {path} holds no PEM certificate"
         ) from None
     return trustRootFromCertificates(

@@ -21,13 +21,14 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from resumetls.interfaces import ITicketKeys
+from resumetls.options import SERVER_OPTIONS
 
 _log = Logger(namespace="resumetls")
 
-# Caddy rotates every 12 hours; Go's crypto/tls every 24 hours and accepts
-# keys for 7 days.  12 hours and two old keys: tickets open for 24-36 hours.
-DEFAULT_ROTATE_INTERVAL = 12 * 3600.0
-DEFAULT_KEEP = 2
+# The defaults of rotateEvery / --rotate-every and keepKeys / --keep-keys
+# (12 hours and two old keys, like Caddy; see resumetls.options).
+DEFAULT_ROTATE_INTERVAL = SERVER_OPTIONS.default("rotate_every")
+DEFAULT_KEEP = SERVER_OPTIONS.default("keep_keys")
 
 
 class TicketKeyError(ValueError):

@@ -9,25 +9,36 @@ from typing import Any
 
 import attrs
 
+from resumetls.options import SERVER_OPTIONS
+
 __all__ = ["MAX_SESSION_TIMEOUT", "Capabilities", "ResumptionSettings"]
 
+# Defaults and bounds come from the option table (resumetls.options).
+_TIMEOUT = SERVER_OPTIONS.bounds("session_timeout")
+_TICKETS = SERVER_OPTIONS.bounds("tls13_tickets")
+
 # TLS 1.3 (RFC 8446, 4.6.1) forbids ticket lifetimes above 7 days.
-MAX_SESSION_TIMEOUT = 7 * 24 * 3600
+MAX_SESSION_TIMEOUT = int(_TIMEOUT.high)
 
 
 def _check_timeout(instance: Any, attribute: Any, value: float) -> None:
-    if not 0 < value <= MAX_SESSION_TIMEOUT:
+    if value not in _TIMEOUT:
         raise ValueError(
-            f"session timeout must be between 1 and {MAX_SESSION_TIMEOUT} seconds "
-            f"(7 days, the TLS 1.3 limit), not {value!r}"
+            f"session timeout must be between {_TIMEOUT.low:g} and "
+            f"{MAX_SESSION_TIMEOUT} seconds (7 days, the TLS 1.3 limit), not {value!r}"
         )
 
 
 def _check_tickets(instance: Any, attribute: Any, value: int) -> None:
-    if not 0 <= value <= 16:
+    if value not in _TICKETS:
         raise ValueError(
-            f"TLS 1.3 ticket count must be between 0 and 16, not {value!r}"
+            f"TLS 1.3 ticket count must be between {_TICKETS.low:g} and "
+            f"{_TICKETS.high:g}, not {value!r}"
         )
+
+
+def _default(field: str) -> Any:
+    return SERVER_OPTIONS.default(field)
 
 
 @attrs.frozen
@@ -42,18 +53,23 @@ class ResumptionSettings:
     @ivar tls13_tickets: tickets sent after a full TLS 1.3 handshake (OpenSSL's
         default is 2, so a client can open two connections in parallel).
     @ivar session_timeout: seconds a session stays resumable.  3600 by
-        default: between nginx's 300 s and OpenSSL's 7200 s, like Go's
-        default ticket lifetime it keeps a returning visitor within the hour.
+        default (see L{resumetls.options}): between nginx's 300 s and
+        OpenSSL's 7200 s, like Go's ticket lifetime it keeps a returning
+        visitor within the hour.
     @ivar service: a name that keeps this service's sessions apart from
         other services' (it goes into the session ID context with the
         certificate and the client verification settings).
     """
 
-    tickets: bool = True
-    session_ids: bool = True
-    tls13_tickets: int = attrs.field(default=2, validator=_check_tickets)
-    session_timeout: float = attrs.field(default=3600, validator=_check_timeout)
-    service: str = ""
+    tickets: bool = _default("tickets")
+    session_ids: bool = _default("session_ids")
+    tls13_tickets: int = attrs.field(
+        default=_default("tls13_tickets"), validator=_check_tickets
+    )
+    session_timeout: float = attrs.field(
+        default=_default("session_timeout"), validator=_check_timeout
+    )
+    service: str = _default("service")
 
 
 @attrs.frozen

@@ -9,20 +9,24 @@ import os
 import signal
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock
 from twisted.python import usage
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import Site
 from twisted.web.static import File
 from twisted.web.wsgi import WSGIResource
 
-from resumetls import KeyRing, ResumingContextFactory, TicketKey
+from resumetls import (
+    GeneratedKeySource,
+    KeyFileSource,
+    ResumingContextFactory,
+    ResumingServerEndpoint,
+    TicketKey,
+)
 from resumetls.cli import tap as _tap
 from resumetls.cli.demo import DemoPage
-from resumetls.keys import reload as _reload
-from resumetls.keys.files import load_key_file, write_haproxy_keys
+from resumetls.keys.files import write_haproxy_keys
 
 from .. import _support
 
@@ -94,9 +98,14 @@ class OptionsTests(SynchronousTestCase):
             "--service",
             "shop",
         )
-        [(description, config, factory, watcher)] = options.listeners
+        [(description, endpoint)] = options.listeners
         self.assertIsNone(description)
-        self.assertEqual((config.port, config.interface), (9443, "127.0.0.1"))
+        self.assertIsInstance(endpoint, ResumingServerEndpoint)
+        self.assertEqual((endpoint.port, endpoint.interface), (9443, "127.0.0.1"))
+        self.assertEqual(
+            (options.config.port, options.config.interface), (9443, "127.0.0.1")
+        )
+        factory = endpoint.context_factory
         self.assertIsInstance(factory, ResumingContextFactory)
         self.assertEqual(
             (
@@ -107,13 +116,15 @@ class OptionsTests(SynchronousTestCase):
             ),
             (False, True, 1, "shop"),
         )
-        self.assertIsNone(watcher)
+        self.assertIsInstance(endpoint.key_source, GeneratedKeySource)
         self.assertEqual(options.what, "demo")
 
     def test_development_certificate(self):
         """Neither --certificate nor --key: the development certificate."""
         options = self.options("--port", "9443")
-        self.assertIsInstance(options.listeners[0][2], ResumingContextFactory)
+        self.assertIsInstance(
+            options.listeners[0][1].context_factory, ResumingContextFactory
+        )
         key = os.path.join(os.environ["XDG_DATA_HOME"], "resumetls", "dev-key.pem")
         self.assertEqual(os.stat(key).st_mode & 0o777, 0o600)
 
@@ -123,8 +134,10 @@ class OptionsTests(SynchronousTestCase):
         options = self.options(
             "--certificate", self.cert, "--key", self.key, "--ticket-keys", keyfile
         )
-        watcher = options.listeners[0][3]
-        self.assertEqual(watcher.path, keyfile)
+        source = options.listeners[0][1].key_source
+        self.assertIsInstance(source, KeyFileSource)
+        self.assertEqual(source.path, keyfile)
+        self.assertFalse(source.running)  # started when the port listens
 
     def test_listen(self):
         """--listen strings: resumetls: ones built now, others kept for later."""
@@ -135,10 +148,12 @@ class OptionsTests(SynchronousTestCase):
             "tcp:8080:interface=127.0.0.1",
         )
         first, second = options.listeners
-        self.assertIsInstance(first[2], ResumingContextFactory)
-        self.assertFalse(first[2].settings.tickets)
-        self.assertEqual(second, ("tcp:8080:interface=127.0.0.1", None, None, None))
-        self.assertEqual(options.context_factories, [first[2]])
+        factory = first[1].context_factory
+        self.assertIsInstance(factory, ResumingContextFactory)
+        self.assertFalse(factory.settings.tickets)
+        self.assertEqual(first[1].port, 9443)
+        self.assertEqual(second, ("tcp:8080:interface=127.0.0.1", None))
+        self.assertEqual(options.context_factories, [factory])
 
     def test_listen_errors(self):
         """A bad resumetls: string is an option error, not a traceback later."""
@@ -260,9 +275,9 @@ class MakeServiceTests(SynchronousTestCase):
             "--port", "9443", "--certificate", self.cert, "--key", self.key
         )
         [server] = self.servers(top)
-        self.assertIsInstance(server.endpoint, SSL4ServerEndpoint)
-        self.assertEqual(server.endpoint._port, 9443)
-        self.assertIs(server.endpoint._sslContextFactory, options.context_factories[0])
+        self.assertIsInstance(server.endpoint, ResumingServerEndpoint)
+        self.assertEqual(server.endpoint.port, 9443)
+        self.assertIs(server.endpoint.context_factory, options.context_factories[0])
         self.assertIsInstance(server.factory, Site)
         self.assertIsInstance(server.factory.resource, DemoPage)
 
@@ -288,7 +303,7 @@ class MakeServiceTests(SynchronousTestCase):
             "9100",
         )
         tls, plain, metrics = self.servers(top)
-        self.assertIsInstance(tls.endpoint, SSL4ServerEndpoint)
+        self.assertIsInstance(tls.endpoint, ResumingServerEndpoint)
         self.assertIsInstance(plain.endpoint, TCP4ServerEndpoint)
         self.assertIs(tls.factory, plain.factory)
         self.assertIsInstance(metrics.endpoint, TCP4ServerEndpoint)
@@ -305,59 +320,61 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertTrue(str(e.code).startswith("Error: --listen tcp:http: "), e.code)
 
 
-class ImmediateReactor:
-    def callFromThread(self, f, *args):  # noqa: N802
-        f(*args)
+class KeySourceLifeTests(TestCase):
+    """
+    The service tree starts each listener's key source when it listens and
+    stops it when the service stops (SIGHUP dispatch itself is tested in
+    L{tests.keys.test_sources}).
+    """
 
-
-class KeyReloadServiceTests(SynchronousTestCase):
-    def watchers(self, n):
-        """Real key file watchers, and SIGHUP reloads run at once."""
-        self.patch(_reload, "_sighup", _reload._SighupReloads(ImmediateReactor()))
-        found = []
-        for _ in range(n):
-            path = os.path.abspath(self.mktemp())
-            write_haproxy_keys(path, [TicketKey.generate() for _ in range(3)])
-            ring = KeyRing.from_keyset(load_key_file(path))
-            found.append(_reload.KeyFileWatcher(path, ring, Clock()))
-        return found
-
-    def test_sighup(self):
-        """
-        Starting installs a SIGHUP handler that reloads every watcher;
-        stopping restores the previous handler and stops the watchers.
-        """
+    def setUp(self):
+        self.cert, self.key = pem_files(self)
+        private_data_dir(self)
         previous = signal.getsignal(signal.SIGHUP)
         self.addCleanup(signal.signal, signal.SIGHUP, previous)
-        watchers = self.watchers(2)
-        service = _tap._KeyReloadService(watchers, None)
-        service.startService()
-        self.assertTrue(all(w._loop.running for w in watchers))
-        handler = signal.getsignal(signal.SIGHUP)
-        self.assertNotEqual(handler, previous)
-        handler(signal.SIGHUP, None)
-        self.assertEqual([w.reloads for w in watchers], [1, 1])
-        service.stopService()
-        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
-        self.assertFalse(any(w._loop.running for w in watchers))
+        self.previous = previous
 
-    def test_previous_handler_called(self):
-        """A Python SIGHUP handler that was there before still runs."""
-        calls = []
-        previous = signal.signal(signal.SIGHUP, lambda n, f: calls.append(n))
-        self.addCleanup(signal.signal, signal.SIGHUP, previous)
-        (watcher,) = self.watchers(1)
-        watcher.start()
-        signal.getsignal(signal.SIGHUP)(signal.SIGHUP, None)
-        self.assertEqual((watcher.reloads, calls), (1, [signal.SIGHUP]))
-        watcher.stop()
-        signal.getsignal(signal.SIGHUP)(signal.SIGHUP, None)
-        self.assertEqual((watcher.reloads, calls), (1, [signal.SIGHUP] * 2))
+    def key_file(self):
+        path = os.path.abspath(self.mktemp())
+        write_haproxy_keys(path, [TicketKey.generate() for _ in range(3)])
+        return path
 
-    def test_no_watchers(self):
-        """Without key files, SIGHUP keeps its default meaning."""
-        previous = signal.getsignal(signal.SIGHUP)
-        service = _tap._KeyReloadService([], ImmediateReactor())
-        service.startService()
-        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
-        service.stopService()
+    async def check_started_and_stopped(self, *argv):
+        options = _tap.Options()
+        options.parseOptions(list(argv))
+        sources = [e.key_source for _, e in options.listeners]
+        top = _tap.makeService(options)
+        self.assertFalse(any(s.running for s in sources))
+        top.privilegedStartService()
+        top.startService()
+        self.assertTrue(all(s.running for s in sources))
+        self.assertNotEqual(signal.getsignal(signal.SIGHUP), self.previous)
+        await top.stopService()
+        self.assertFalse(any(s.running for s in sources))
+        self.assertEqual(signal.getsignal(signal.SIGHUP), self.previous)
+
+    async def test_port(self):
+        """--port with --ticket-keys."""
+        await self.check_started_and_stopped(
+            "--port",
+            "0",
+            "--interface",
+            "127.0.0.1",
+            "--certificate",
+            self.cert,
+            "--key",
+            self.key,
+            "--ticket-keys",
+            self.key_file(),
+        )
+
+    async def test_listen(self):
+        """Two --listen resumetls: strings, each with its key file."""
+        argv = []
+        for _ in range(2):
+            argv += [
+                "--listen",
+                f"resumetls:0:interface=127.0.0.1:privateKey={self.key}"
+                f":certKey={self.cert}:ticketKeys={self.key_file()}",
+            ]
+        await self.check_started_and_stopped(*argv)

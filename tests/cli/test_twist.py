@@ -319,6 +319,7 @@ class TwistResumetlsTests(TestCase):
         """
         Without a SIGHUP, a rewritten key file is noticed (stat poll) and
         reloaded: the old encrypting key's ticket resumes and is renewed.
+        The key file is named as a key source, C{file:PATH}.
         """
 
         async def run():
@@ -327,7 +328,7 @@ class TwistResumetlsTests(TestCase):
             a, b, c, d = (TicketKey.generate() for _ in range(4))
             write_haproxy_keys(keyfile, [a, b, c])
             port = free_port()
-            proc = serve(self, port, cert, key, "--ticket-keys", keyfile)
+            proc = serve(self, port, cert, key, "--ticket-keys", f"file:{keyfile}")
             under_b = os.path.abspath(self.mktemp())
             await s_client(port, None, under_b, "-tls1_2", http=True)
             write_haproxy_keys(keyfile, [b, c, d])
@@ -589,14 +590,40 @@ class EndpointTests(TestCase):
             )
             self.assertTrue(reused)
             info = json.loads(body)
-            self.assertEqual(info["connection"]["mechanism"], "session-id")
+            self.assertEqual(info["connection"]["mechanism"], "session_id")
             self.assertEqual(info["server"]["resumed_session_id"], 1)
+
+        return ensureDeferred(run())
+
+    def test_stop_listening_stops_key_file(self):
+        """
+        A C{resumetls:…:ticketKeys=…} port that stops listening stops
+        watching its key file and gives SIGHUP back.
+        """
+
+        async def run():
+            cert, key = pem_files(self)
+            keyfile = os.path.abspath(self.mktemp())
+            write_haproxy_keys(keyfile, [TicketKey.generate() for _ in range(3)])
+            previous = signal.getsignal(signal.SIGHUP)
+            self.addCleanup(signal.signal, signal.SIGHUP, previous)
+            endpoint = serverFromString(
+                reactor,
+                f"resumetls:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+                f":ticketKeys={keyfile}",
+            )
+            listening = await endpoint.listen(Site(DemoPage()))
+            self.assertTrue(endpoint.key_source.running)
+            self.assertNotEqual(signal.getsignal(signal.SIGHUP), previous)
+            await listening.stopListening()
+            self.assertFalse(endpoint.key_source.running)
+            self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
 
         return ensureDeferred(run())
 
     def test_bad_strings(self):
         cert, key = pem_files(self)
-        from resumetls.server.config import ConfigError
+        from resumetls import ConfigError
 
         e = self.assertRaises(
             ConfigError,

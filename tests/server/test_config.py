@@ -1,8 +1,9 @@
 """
-The one option parser behind C{twist resumetls} and the C{resumetls:}
-endpoint: field by field, every error message, endpoint string splitting
+The one option table and parser behind C{twist resumetls} and the
+C{resumetls:} endpoint: field by field, every error message, the defaults
+and bounds everything else takes from the table, endpoint string splitting
 (as Twisted splits it), and L{build} turning a configuration into a context
-factory.
+factory and its key source.
 """
 
 from __future__ import annotations
@@ -15,17 +16,23 @@ from twisted.internet.endpoints import _parse as twisted_parse
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from resumetls import TicketKey
+from resumetls import (
+    ConfigError,
+    GeneratedKeySource,
+    KeyFileSource,
+    ResumptionSettings,
+    RotationPolicy,
+    TicketKey,
+)
 from resumetls.keys.files import write_haproxy_keys
+from resumetls.options import SERVER_OPTIONS, split_description
 from resumetls.server.config import (
     COMMAND_NAMES,
     ENDPOINT_NAMES,
-    ConfigError,
     ServerConfig,
     build,
     parse,
     parse_endpoint,
-    split_description,
 )
 
 from .. import _support
@@ -176,7 +183,8 @@ class ParseTests(SynchronousTestCase):
         cert, key = pem_files(self)
         os.chmod(cert, 0)
         printed = _support.run_unprivileged(
-            "from resumetls.server.config import ENDPOINT_NAMES, ConfigError, parse\n"
+            "from resumetls import ConfigError\n"
+            "from resumetls.server.config import ENDPOINT_NAMES, parse\n"
             "try:\n"
             f"    parse({{'certKey': {cert!r}, 'privateKey': {key!r}}}, ENDPOINT_NAMES, '')\n"
             "except ConfigError as e:\n"
@@ -248,6 +256,199 @@ class ParseTests(SynchronousTestCase):
             self.assertEqual(str(e), message)
 
 
+class TableTests(SynchronousTestCase):
+    """Defaults and bounds are written once, in the option table."""
+
+    def test_names(self):
+        """Endpoint keys as ssl: names them; flags as twist resumetls has them."""
+        self.assertEqual(
+            ENDPOINT_NAMES,
+            {
+                "port": "port",
+                "interface": "interface",
+                "backlog": "backlog",
+                "certKey": "certificate",
+                "privateKey": "key",
+                "extraCertChain": "extra_chain",
+                "ticketKeys": "ticket_keys",
+                "rotateEvery": "rotate_every",
+                "keepKeys": "keep_keys",
+                "tickets": "tickets",
+                "sessionIds": "session_ids",
+                "sessionTimeout": "session_timeout",
+                "tls13Tickets": "tls13_tickets",
+                "sessionCache": "session_cache",
+                "service": "service",
+            },
+        )
+        self.assertEqual(
+            list(COMMAND_NAMES),
+            [
+                "port",
+                "interface",
+                "certificate",
+                "key",
+                "extra-chain",
+                "ticket-keys",
+                "rotate-every",
+                "keep-keys",
+                "session-timeout",
+                "tls13-tickets",
+                "session-cache",
+                "service",
+                "no-tickets",
+                "no-session-ids",
+            ],
+        )
+
+    def test_defaults_from_the_table(self):
+        """ServerConfig, ResumptionSettings and RotationPolicy take the table's."""
+        config = ServerConfig()
+        for field, row in SERVER_OPTIONS.rows.items():
+            self.assertEqual(getattr(config, field), row.default, field)
+        settings = ResumptionSettings()
+        for field in ("tickets", "session_ids", "tls13_tickets", "session_timeout"):
+            self.assertEqual(getattr(settings, field), getattr(config, field))
+        self.assertEqual(
+            RotationPolicy(), RotationPolicy(config.rotate_every, config.keep_keys)
+        )
+
+    def test_usage_defaults(self):
+        """twist resumetls shows the defaults as text, whole seconds unadorned."""
+        shown = {row[0]: row[2] for row in SERVER_OPTIONS.usage_parameters()}
+        self.assertEqual(
+            shown,
+            {
+                "port": "8443",
+                "interface": "",
+                "certificate": None,
+                "key": None,
+                "extra-chain": None,
+                "ticket-keys": None,
+                "rotate-every": "43200",
+                "keep-keys": "2",
+                "session-timeout": "3600",
+                "tls13-tickets": "2",
+                "session-cache": "memory://",
+                "service": "",
+            },
+        )
+        self.assertEqual(
+            [row[0] for row in SERVER_OPTIONS.usage_flags()],
+            ["no-tickets", "no-session-ids"],
+        )
+
+    def test_settings_use_the_table_bounds(self):
+        """
+        ResumptionSettings checks the bounds the parser checks: the limits
+        are accepted, a value beyond them refused with its own message.
+        """
+        for timeout in (1, 604800):
+            self.assertEqual(
+                ResumptionSettings(session_timeout=timeout).session_timeout, timeout
+            )
+        for tickets in (0, 16):
+            self.assertEqual(
+                ResumptionSettings(tls13_tickets=tickets).tls13_tickets, tickets
+            )
+        for timeout in (0.5, 604801):
+            e = self.assertRaises(
+                ValueError, ResumptionSettings, session_timeout=timeout
+            )
+            self.assertEqual(
+                str(e),
+                "session timeout must be between 1 and 604800 seconds (7 days, the "
+                f"TLS 1.3 limit), not {timeout!r}",
+            )
+        e = self.assertRaises(ValueError, ResumptionSettings, tls13_tickets=17)
+        self.assertEqual(
+            str(e), "TLS 1.3 ticket count must be between 0 and 16, not 17"
+        )
+
+    def test_switches(self):
+        """--no-tickets and --no-session-ids turn their field off."""
+        config = parse({"no-tickets": 1, "no-session-ids": 0}, COMMAND_NAMES, "--")
+        self.assertEqual((config.tickets, config.session_ids), (False, True))
+
+    def test_ticket_key_sources(self):
+        """ticketKeys takes a key source specification: a path or file:PATH."""
+        keys = os.path.abspath(self.mktemp())
+        write_haproxy_keys(keys, [TicketKey.generate() for _ in range(3)])
+        self.assertEqual(
+            parse({"ticketKeys": f"file:{keys}"}, ENDPOINT_NAMES, "").ticket_keys,
+            f"file:{keys}",
+        )
+        self.assertEqual(
+            parse({"ticket-keys": keys}, COMMAND_NAMES, "--").ticket_keys, keys
+        )
+        e = self.assertRaises(
+            ConfigError, parse, {"ticketKeys": "zk://h/k"}, ENDPOINT_NAMES, ""
+        )
+        self.assertEqual(
+            str(e),
+            "ticketKeys: unknown ticket key source 'zk://h/k'; known: a key "
+            "file's path, file:",
+        )
+        e = self.assertRaises(
+            ConfigError, parse, {"ticket-keys": "file:/no/k"}, COMMAND_NAMES, "--"
+        )
+        self.assertEqual(str(e), "--ticket-keys: /no/k: no such file")
+
+    def test_config_error_is_public(self):
+        import resumetls.options
+        import resumetls.server.config
+
+        self.assertIs(resumetls.options.ConfigError, ConfigError)
+        self.assertIs(resumetls.server.config.ConfigError, ConfigError)
+        self.assertTrue(issubclass(ConfigError, ValueError))
+
+
+class ClientTableTests(SynchronousTestCase):
+    """The resumetls: client endpoint's rows, and its errors: ConfigError too."""
+
+    def test_defaults(self):
+        from resumetls.options import CLIENT_OPTIONS
+
+        self.assertEqual(CLIENT_OPTIONS.default("port"), 443)
+        self.assertEqual(CLIENT_OPTIONS.default("timeout"), 30)
+        self.assertEqual(
+            CLIENT_OPTIONS.convert(
+                {"port": "8443", "timeout": "2.5"},
+                CLIENT_OPTIONS.endpoint_names(),
+                "resumetls: ",
+            ),
+            {"port": 8443, "timeout": 2.5},
+        )
+
+    def test_config_errors(self):
+        """The client endpoint raises the server endpoint's kind of error."""
+        from twisted.internet.endpoints import clientFromString
+        from twisted.internet.testing import MemoryReactorClock
+
+        reactor = MemoryReactorClock()
+        for description, message in [
+            ("resumetls:host=a:port=0", "resumetls: port must be a number, not '0'"),
+            (
+                "resumetls:host=a:timeout=inf",
+                "resumetls: timeout must be a number of seconds above 0, not 'inf'",
+            ),
+            ("resumetls:host=a:colour=blue", "resumetls: unknown client option colour"),
+            ("resumetls:host=", "resumetls: client endpoints need host="),
+            (
+                "resumetls:a:443",
+                "resumetls: client endpoints take host=… and port=…, not "
+                "positional arguments ('a', '443')",
+            ),
+            (
+                "resumetls:host=a:trustRoots=/no/ca.pem",
+                "resumetls: cannot read trustRoots /no/ca.pem: No such file or "
+                "directory",
+            ),
+        ]:
+            e = self.assertRaises(ConfigError, clientFromString, reactor, description)
+            self.assertEqual(str(e), message)
+
+
 class SplitDescriptionTests(SynchronousTestCase):
     def test_examples(self):
         self.assertEqual(
@@ -290,8 +491,9 @@ class BuildTests(SynchronousTestCase):
             ENDPOINT_NAMES,
             "",
         )
-        factory, watcher = build(config, Clock())
-        self.assertIsNone(watcher)
+        factory, source = build(config, Clock())
+        self.assertIsInstance(source, GeneratedKeySource)
+        self.assertIs(source.key_ring, factory.key_ring)
         s = factory.settings
         self.assertEqual(
             (s.tickets, s.session_ids, s.session_timeout, s.tls13_tickets, s.service),
@@ -300,7 +502,7 @@ class BuildTests(SynchronousTestCase):
         self.assertEqual(factory.cache.stats().max_entries, 5)
 
     def test_ticket_keys(self):
-        """A key file gives its keys to the ring and a watcher for changes."""
+        """A key file gives its keys to the ring and a source that watches it."""
         cert, key = pem_files(self)
         keyfile = os.path.abspath(self.mktemp())
         a, b, c = (TicketKey.generate() for _ in range(3))
@@ -311,9 +513,11 @@ class BuildTests(SynchronousTestCase):
             "",
         )
         clock = Clock()
-        factory, watcher = build(config, clock)
-        self.assertEqual(watcher.path, keyfile)
-        self.assertIs(watcher.ring, factory.key_ring)
+        factory, source = build(config, clock)
+        self.assertIsInstance(source, KeyFileSource)
+        self.assertEqual(source.path, keyfile)
+        self.assertIs(source.key_ring, factory.key_ring)
+        self.assertFalse(source.running)  # the endpoint starts it
         # HAProxy: the second-to-last key encrypts.
         self.assertEqual(factory.key_ring.encrypting_key().name, b.name)
 
@@ -326,8 +530,9 @@ class BuildTests(SynchronousTestCase):
             "",
         )
         clock = Clock()
-        factory, watcher = build(config, clock)
-        self.assertIsNone(watcher)
+        factory, source = build(config, clock)
+        self.assertIsInstance(source, GeneratedKeySource)
+        self.assertEqual(source.policy, RotationPolicy(interval=600, keep=2))
         first = factory.key_ring.encrypting_key().name
         clock.advance(599)
         self.assertEqual(factory.key_ring.encrypting_key().name, first)

@@ -1,12 +1,14 @@
 """
 The C{resumetls:} server endpoint string parser against
 C{MemoryReactorClock} (what C{listenSSL} receives), its migration from
-C{ssl:}, the plugin's discovery and its import cost.
+C{ssl:}, the key source's life with the listening port, the plugin's
+discovery and its import cost.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -18,10 +20,15 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 
-from resumetls import ResumingContextFactory, TicketKey
+from resumetls import (
+    ConfigError,
+    GeneratedKeySource,
+    ResumingContextFactory,
+    ResumingServerEndpoint,
+    TicketKey,
+)
 from resumetls.keys.files import write_haproxy_keys
 from resumetls.server import registry as _registry
-from resumetls.server.config import ConfigError
 from resumetls.server.endpoint import ResumeTLSServerParser
 
 from .. import _support
@@ -127,11 +134,88 @@ class ParserTests(SynchronousTestCase):
         write_haproxy_keys(keyfile, [b, c, d])
         self.reactor.advance(10)
         self.assertEqual(ring.encrypting_key().name, b.name)  # not listening yet
-        self.successResultOf(endpoint.listen(Factory()))
-        self.addCleanup(endpoint.watcher.stop)
-        self.reactor.advance(endpoint.watcher.interval)
+        port = self.successResultOf(endpoint.listen(Factory()))
+        self.addCleanup(port.stopListening)
+        self.reactor.advance(endpoint.key_source.interval)
         self.assertEqual(ring.encrypting_key().name, c.name)
-        self.assertEqual(endpoint.watcher.reloads, 1)
+        self.assertEqual(endpoint.key_source.reloads, 1)
+
+    def key_file_endpoint(self):
+        keyfile = os.path.abspath(self.mktemp())
+        keys = [TicketKey.generate() for _ in range(4)]
+        write_haproxy_keys(keyfile, keys[:3])
+        endpoint = serverFromString(
+            self.reactor,
+            f"resumetls:8443:privateKey={self.key}:certKey={self.cert}"
+            f":ticketKeys={keyfile}",
+        )
+        return endpoint, keyfile, keys
+
+    def test_stop_listening_stops_key_source(self):
+        """
+        When the port stops listening, its key source stops too: the file is
+        no longer watched and SIGHUP gets its previous handler back (it used
+        to stay watched, with nothing to stop it).
+        """
+        previous = signal.getsignal(signal.SIGHUP)
+        self.addCleanup(signal.signal, signal.SIGHUP, previous)
+        endpoint, keyfile, (a, b, c, d) = self.key_file_endpoint()
+        self.assertIsInstance(endpoint, ResumingServerEndpoint)
+        source = endpoint.key_source
+        port = self.successResultOf(endpoint.listen(Factory()))
+        self.assertTrue(source.running)
+        self.assertNotEqual(signal.getsignal(signal.SIGHUP), previous)
+        self.assertEqual(port.getHost().port, 8443)
+        self.assertIsNone(self.successResultOf(port.stopListening()))
+        self.assertFalse(source.running)
+        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        write_haproxy_keys(keyfile, [b, c, d])
+        self.reactor.advance(10)
+        self.assertEqual(source.reloads, 0)
+        self.assertEqual(source.key_ring.encrypting_key().name, b.name)
+        # stopping again is harmless
+        self.assertIsNone(self.successResultOf(port.stopListening()))
+
+    def test_last_port_stops_key_source(self):
+        """Listening twice on one endpoint: the source runs until both stop."""
+        previous = signal.getsignal(signal.SIGHUP)
+        self.addCleanup(signal.signal, signal.SIGHUP, previous)
+        endpoint, _, _ = self.key_file_endpoint()
+        first = self.successResultOf(endpoint.listen(Factory()))
+        second = self.successResultOf(endpoint.listen(Factory()))
+        self.successResultOf(first.stopListening())
+        self.successResultOf(first.stopListening())
+        self.assertTrue(endpoint.key_source.running)
+        self.successResultOf(second.stopListening())
+        self.assertFalse(endpoint.key_source.running)
+        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
+
+    def test_listen_failure_starts_nothing(self):
+        """A port that cannot listen leaves the key source stopped."""
+        from twisted.internet.error import CannotListenError
+
+        endpoint, _, _ = self.key_file_endpoint()
+
+        def refuse(*args, **kwargs):
+            raise CannotListenError("", 8443, OSError("in use"))
+
+        self.patch(self.reactor, "listenSSL", refuse)
+        self.failureResultOf(endpoint.listen(Factory()), CannotListenError)
+        self.assertFalse(endpoint.key_source.running)
+
+    def test_generated_keys(self):
+        """Without ticketKeys: generated keys, nothing to watch."""
+        endpoint = serverFromString(
+            self.reactor,
+            f"resumetls:8443:privateKey={self.key}:certKey={self.cert}:rotateEvery=90",
+        )
+        self.assertIsInstance(endpoint.key_source, GeneratedKeySource)
+        self.assertEqual(endpoint.key_source.policy.interval, 90)
+        self.assertIs(endpoint.key_source.key_ring, endpoint.context_factory.key_ring)
+        port = self.successResultOf(endpoint.listen(Factory()))
+        self.successResultOf(port.stopListening())
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def test_errors(self):
         """Bad strings raise ConfigError (a ValueError) with one line."""
@@ -188,7 +272,8 @@ class PluginTests(SynchronousTestCase):
             "heavy = [m for m in sys.modules if m.split('.')[0] in "
             "('OpenSSL', 'cryptography', 'prometheus_client', 'redis') or m in "
             "('twisted.internet.reactor', 'resumetls.server.factory', "
-            "'resumetls.openssl.binding', 'resumetls.server.config', 'twisted.web.server')]\n"
+            "'resumetls.openssl.binding', 'resumetls.server.config', "
+            "'resumetls.options', 'resumetls.keys.sources', 'twisted.web.server')]\n"
             "print(sorted(heavy))\n"
         )
         out = subprocess.run(
