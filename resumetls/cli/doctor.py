@@ -24,12 +24,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
 
-    from resumetls.openssl.binding import (
+    from resumetls.openssl.functions import (
         CONTEXT_CERTIFICATE,
         CUSTOM_TICKET_KEYS,
         EXTERNAL_CACHE,
-        route_report,
     )
+    from resumetls.openssl.report import route_report
 
     report = route_report()
     ok = report["custom_ticket_keys"] and report["external_cache"]
