@@ -243,25 +243,30 @@ def readable_file(path: str) -> str:
     return path
 
 
-def pem_file(option: Option, label: str, value: Any) -> str | None:
-    if value == "":
-        return None
-    try:
-        return readable_file(str(value))
-    except ConfigError as e:
-        raise ConfigError(f"{label}: {e}") from None
+def _optional_path(check: Callable[[str], str]) -> Converter:
+    """A converter for a path-like option: empty means not given."""
+
+    def convert(option: Option, label: str, value: Any) -> str | None:
+        if value == "":
+            return None
+        try:
+            return check(str(value))
+        except ValueError as e:
+            raise ConfigError(f"{label}: {e}") from None
+
+    return convert
 
 
-def key_source(option: Option, label: str, value: Any) -> str | None:
-    """A ticket key source specification (see L{resumetls.key_source_from_spec})."""
-    if value == "":
-        return None
+def _key_source_spec(spec: str) -> str:
     from resumetls.keys.sources import checked_spec
 
-    try:
-        return checked_spec(str(value))
-    except ValueError as e:
-        raise ConfigError(f"{label}: {e}") from None
+    return checked_spec(spec)
+
+
+# A PEM file; a ticket key source specification (see
+# resumetls.key_source_from_spec: a key file's path, file:PATH, ...).
+pem_file = _optional_path(readable_file)
+key_source = _optional_path(_key_source_spec)
 
 
 def cache_url(option: Option, label: str, value: Any) -> str:

@@ -355,17 +355,9 @@ class KeySourceLifeTests(TestCase):
 
     async def test_port(self):
         """--port with --ticket-keys."""
+        argv = f"--port 0 --interface 127.0.0.1 --certificate {self.cert} --key"
         await self.check_started_and_stopped(
-            "--port",
-            "0",
-            "--interface",
-            "127.0.0.1",
-            "--certificate",
-            self.cert,
-            "--key",
-            self.key,
-            "--ticket-keys",
-            self.key_file(),
+            *argv.split(), self.key, "--ticket-keys", self.key_file()
         )
 
     async def test_listen(self):
