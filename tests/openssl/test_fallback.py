@@ -176,7 +176,7 @@ class MissingFunctionTests(TestCase, RouteState):
             await s_client(port, None, sess, "-tls1_2", "-no_ticket")
             again = await s_client(port, sess, None, "-tls1_2", "-no_ticket")
             self.assertTrue(again["reused"])
-            self.assertEqual(again["server"]["mechanism"], "session-id")
+            self.assertEqual(again["server"]["mechanism"], "session_id")
 
         return ensureDeferred(run())
 

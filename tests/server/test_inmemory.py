@@ -144,7 +144,7 @@ class InMemoryTests(SynchronousTestCase):
             SSL.TLS1_2_VERSION,
             True,
             "resumed_session_id",
-            "session-id",
+            "session_id",
         )
 
     def test_tls12_ticket(self):
@@ -153,7 +153,7 @@ class InMemoryTests(SynchronousTestCase):
             SSL.TLS1_2_VERSION,
             False,
             "resumed_ticket_tls12",
-            "ticket",
+            "ticket_tls12",
         )
 
     def test_tls13_ticket(self):
@@ -162,7 +162,7 @@ class InMemoryTests(SynchronousTestCase):
             SSL.TLS1_3_VERSION,
             False,
             "resumed_ticket_tls13",
-            "ticket",
+            "ticket_tls13",
         )
 
     def test_tls13_stateful(self):
@@ -171,7 +171,7 @@ class InMemoryTests(SynchronousTestCase):
             SSL.TLS1_3_VERSION,
             False,
             "resumed_session_id",
-            "session-id",
+            "session_id",
         )
 
     def test_internal_cache_figures(self):
