@@ -330,7 +330,6 @@ sys.path.insert(0, {root!r})
 from OpenSSL import SSL
 from twisted.internet.task import Clock
 from resumetls import MemorySessionCache
-from resumetls.openssl import binding as _openssl
 der = bytes.fromhex({der!r})
 def rss():
     with open("/proc/self/statm") as f:
@@ -354,7 +353,7 @@ def session_der() -> bytes:
     from OpenSSL import SSL
 
     from resumetls import ResumingContextFactory, ResumptionSettings
-    from resumetls.openssl import binding as _openssl
+    from resumetls.openssl.sessions import session_to_der
 
     work = tempfile.mkdtemp()
     cert, key = make_keys(work)["ecdsa"]
@@ -378,7 +377,7 @@ def session_der() -> bytes:
             except SSL.WantReadError:
                 pass
     shutil.rmtree(work, ignore_errors=True)
-    return _openssl.session_to_der(server.get_session())
+    return session_to_der(server.get_session())
 
 
 def memory_per_session(n: int = 100_000) -> dict:
@@ -511,7 +510,7 @@ def machine() -> dict:
         versions["nginx"] = subprocess.run(
             [NGINX, "-v"], capture_output=True, text=True
         ).stderr.strip()
-    from resumetls.openssl.binding import route_report
+    from resumetls.openssl.report import route_report
 
     versions["openssl_in_cryptography"] = route_report()["openssl_version"]
     return {

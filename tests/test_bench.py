@@ -13,7 +13,7 @@ import sys
 
 from twisted.trial.unittest import TestCase
 
-from . import _support
+from . import support
 
 
 class BenchSmokeTests(TestCase):
@@ -21,11 +21,11 @@ class BenchSmokeTests(TestCase):
 
     def test_smoke(self):
         out_path = os.path.abspath(self.mktemp())
-        env = _support.environment(os.path.abspath(self.mktemp()))
+        env = support.environment(os.path.abspath(self.mktemp()))
         proc = subprocess.run(
             [
                 sys.executable,
-                os.path.join(_support.ROOT, "bench", "handshakes.py"),
+                os.path.join(support.ROOT, "bench", "handshakes.py"),
                 "--smoke",
                 "--json",
                 out_path,

@@ -40,10 +40,10 @@ class ServedExamplesTests(TestCase):
         import socket
         import ssl
 
-        from . import _support
+        from . import support
 
-        port = _support.free_port()
-        _support.start_process(
+        port = support.free_port()
+        support.start_process(
             self,
             [
                 "-m",
@@ -75,10 +75,10 @@ class ServedExamplesTests(TestCase):
         self.assertEqual(lines[1], "[TLSv1.3, resumed by TLS 1.3 session ticket] hello")
 
     def test_wsgi(self):
-        from . import _support
+        from . import support
 
-        port = _support.free_port()
-        _support.start_process(
+        port = support.free_port()
+        support.start_process(
             self,
             [
                 "-m",
@@ -91,9 +91,9 @@ class ServedExamplesTests(TestCase):
             ],
             port,
         )
-        status, body, session, _ = _support.https_get(port, "/")
+        status, body, session, _ = support.https_get(port, "/")
         self.assertEqual(body, b"hello from WSGI over TLS with resumption\n")
-        _, _, _, reused = _support.https_get(port, "/", session)
+        _, _, _, reused = support.https_get(port, "/", session)
         self.assertTrue(reused)
 
 
@@ -101,10 +101,10 @@ class ClientExampleTests(TestCase):
     timeout = 60
 
     def test_client_resume(self):
-        from . import _support
+        from . import support
 
-        port = _support.free_port()
-        proc = _support.start_process(
+        port = support.free_port()
+        proc = support.start_process(
             self, ["-m", "twisted", "resumetls", "--port", str(port)], port
         )
         cert = os.path.join(proc.tmp, "data", "resumetls", "dev-cert.pem")

@@ -153,7 +153,7 @@ def loopback_endpoint(description: str) -> str:
     description = description.strip()
     if description.isdigit():
         return f"tcp:{description}:interface=127.0.0.1"
-    from resumetls.server.config import split_description
+    from resumetls.options import split_description
 
     prefix, _, kwargs = split_description(description)
     loopback = {"tcp": "127.0.0.1", "tcp6": "\\:\\:1"}.get(prefix)

@@ -20,7 +20,7 @@ import attrs
 from OpenSSL import SSL
 
 from resumetls.client.capture import server_verified, ticket_arrived
-from resumetls.openssl import binding as _openssl
+from resumetls.openssl.sessions import connection_reused, session_details
 
 #: Tickets up to this size are cache keys, not encrypted sessions.
 STATEFUL_MAX = 64
@@ -144,7 +144,7 @@ def _handshake(
             except (SSL.ZeroReturnError, SSL.SysCallError):
                 break
         result = _Handshake(
-            reused=_openssl.connection_reused(conn),
+            reused=connection_reused(conn),
             version=conn.get_protocol_version_name(),
             seconds=elapsed,
             session=conn.get_session(),
@@ -258,7 +258,7 @@ def _context(
 
 
 def _ticket(session: Any) -> bytes | None:
-    return _openssl.session_details(session).ticket if session is not None else None
+    return session_details(session).ticket if session is not None else None
 
 
 def probe_mechanism(
@@ -290,7 +290,7 @@ def probe_mechanism(
         except _Refused as e:
             outcome.note = f"a later full handshake failed ({e.reason})"
             break
-    details = _openssl.session_details(first.session)
+    details = session_details(first.session)
     if mechanism != "session ID":
         if not details.has_ticket:
             outcome.note = "no ticket issued"

@@ -16,8 +16,8 @@ from typing import Any
 
 from OpenSSL import SSL
 
-from resumetls.openssl import binding
 from resumetls.openssl.functions import SSL_CB_LOOP, TICKET_STATE
+from resumetls.openssl.sessions import session_details, session_to_der
 
 #: RFC 8446, 4.6.1: a client must not keep a ticket longer than 7 days; we
 #: apply the same bound to every session.
@@ -65,7 +65,7 @@ def session_expiry(details: Any, now: float) -> float | None:
     of 0 means "not said" (RFC 5077, 3.3) and is ignored; a TLS 1.3 ticket
     with lifetime 0 must not be kept (RFC 8446, 4.6.1): L{None}.
 
-    @param details: a L{resumetls.openssl.binding.SessionDetails}.
+    @param details: a L{resumetls.openssl.sessions.SessionDetails}.
     """
     hint = details.ticket_lifetime_hint
     if (
@@ -96,10 +96,10 @@ def keepable_session(
     session = conn.get_session()
     if session is None or not server_verified(conn, hostname):
         return None
-    details = binding.session_details(session)
+    details = session_details(session)
     if details.resumable is False:
         return None
     expires = session_expiry(details, now)
     if expires is None:
         return None
-    return binding.session_to_der(session), expires
+    return session_to_der(session), expires

@@ -24,9 +24,9 @@ from zope.interface import implementer
 from resumetls.client.capture import keepable_session, ticket_arrived
 from resumetls.client.memorystore import MemoryClientSessionStore
 from resumetls.client.profile import profile_key
-from resumetls.openssl import binding as _openssl
 from resumetls.openssl import compat
 from resumetls.openssl.functions import SSL_CB_HANDSHAKE_DONE
+from resumetls.openssl.sessions import connection_reused, session_from_der
 
 _log = Logger(namespace="resumetls")
 
@@ -129,7 +129,7 @@ class ResumingClientCreator:
             der = None
         if der is not None:
             try:
-                conn.set_session(_openssl.session_from_der(der, conn.get_context()))
+                conn.set_session(session_from_der(der, conn.get_context()))
                 self.offered += 1
             except (ValueError, SSL.Error):
                 _log.warn(
@@ -143,7 +143,7 @@ class ResumingClientCreator:
     def _info(self, conn: SSL.Connection, where: int, ret: int) -> None:
         try:
             if where & SSL_CB_HANDSHAKE_DONE:
-                if _openssl.connection_reused(conn) and not getattr(
+                if connection_reused(conn) and not getattr(
                     conn, "_resumetls_counted", False
                 ):
                     conn._resumetls_counted = True
@@ -167,12 +167,3 @@ class ResumingClientCreator:
         der, expires = kept
         self.store.put(self.key, der, expires, single_use)
         self.saved += 1
-
-
-def __getattr__(name: str) -> Any:
-    # shim during the split; removed at the end
-    if name == "ResumingPolicyForHTTPS":
-        from resumetls.client.policy import ResumingPolicyForHTTPS
-
-        return ResumingPolicyForHTTPS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -61,7 +61,7 @@ class ResumeTLSClientParser:
             trust_root = _load_trust_roots(trust) if trust else None
             store = None
             if sessions:
-                from resumetls.client.stores import FileClientSessionStore
+                from resumetls.client.filestore import FileClientSessionStore
 
                 store = FileClientSessionStore(sessions)
             creator = ResumingClientCreator(host, trust_root, port=port, store=store)

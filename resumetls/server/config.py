@@ -15,7 +15,6 @@ from resumetls.options import (
     REFUSED_ENDPOINT_NAMES,
     SERVER_OPTIONS,
     ConfigError,
-    split_description,  # noqa: F401 - shim during the split; removed at the end
 )
 
 __all__ = [
@@ -125,7 +124,8 @@ def build(config: ServerConfig, reactor: Any) -> tuple[Any, Any]:
     from resumetls.keys.files import KeyFileError
     from resumetls.keys.ring import RotationPolicy
     from resumetls.keys.sources import KeySourceError, key_source_from_spec
-    from resumetls.server.factory import ResumingContextFactory, ResumptionSettings
+    from resumetls.server.factory import ResumingContextFactory
+    from resumetls.server.settings import ResumptionSettings
 
     certificate, key = config.certificate, config.key
     if certificate is None:

@@ -32,17 +32,7 @@ from resumetls.openssl.sessions import connection_reused
 from resumetls.server import sidcontext
 from resumetls.server.hooks import HandshakeHooks, check_cache
 from resumetls.server.settings import Capabilities, ResumptionSettings
-
-# ResumptionInfo, resumption_info and serving_factory are re-exported here
-# while resumetls/__init__ still maps them to this module (shim during the
-# split; removed at the end).
-from resumetls.server.stats import (  # noqa: F401
-    ResumptionInfo,
-    ResumptionStats,
-    mark_served,
-    resumption_info,
-    serving_factory,
-)
+from resumetls.server.stats import ResumptionStats, mark_served
 
 __all__ = [
     "ContextAlreadyUsedError",

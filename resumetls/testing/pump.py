@@ -147,7 +147,7 @@ class Handshake:
     @property
     def info(self) -> Any:
         """The server's L{resumetls.ResumptionInfo} for this connection."""
-        from resumetls.server.factory import resumption_info
+        from resumetls.server.stats import resumption_info
 
         return resumption_info(self.server)
 
@@ -193,18 +193,15 @@ def handshake(
         client_creator = TestClient()
     server_app = server_app if server_app is not None else ServerApp()
     client_app = client_app if client_app is not None else ClientApp()
-    server = TLSMemoryBIOFactory(
-        server_creator,
-        False,
-        protocol.Factory.forProtocol(lambda: server_app),
-        clock=clock,
-    ).buildProtocol(_ADDRESS)
-    client = TLSMemoryBIOFactory(
-        client_creator,
-        True,
-        protocol.Factory.forProtocol(lambda: client_app),
-        clock=clock,
-    ).buildProtocol(_ADDRESS)
+    server, client = (
+        TLSMemoryBIOFactory(
+            creator, is_client, protocol.Factory.forProtocol(lambda a=app: a), clock=clock
+        ).buildProtocol(_ADDRESS)
+        for creator, is_client, app in (
+            (server_creator, False, server_app),
+            (client_creator, True, client_app),
+        )
+    )
     pump = iosim.connect(
         server,
         iosim.makeFakeServer(server),

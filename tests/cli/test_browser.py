@@ -23,7 +23,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from resumetls.cli.devcert import spki_pin
 
-from .. import _support
+from .. import support
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -123,12 +123,12 @@ class ChromiumTests(TestCase):
             raise SkipTest("chromium is not installed (.ci/run installs it)")
 
     def test_second_load_resumed(self):
-        port = _support.free_port()
-        proc = _support.start_process(
+        port = support.free_port()
+        proc = support.start_process(
             self, ["-m", "twisted", "resumetls", "--port", str(port)], port
         )
         cert = os.path.join(proc.tmp, "data", "resumetls", "dev-cert.pem")
-        flag = spki_flag(_support.read_output(proc))
+        flag = spki_flag(support.read_output(proc))
         self.assertEqual(flag.split("=", 1)[1], spki_pin(cert))
         profile = os.path.abspath(self.mktemp())
         browser = DevTools(
@@ -170,7 +170,7 @@ class ChromiumTests(TestCase):
         self.assertEqual(
             second["verdict"], "This connection was resumed (TLS 1.3 session ticket)."
         )
-        _, body, _, _ = _support.https_get(port, "/status.json")
+        _, body, _, _ = support.https_get(port, "/status.json")
         server = json.loads(body)["server"]
         self.assertGreaterEqual(server["resumed_ticket_tls13"], 1)
 

@@ -22,7 +22,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from resumetls import ResumingContextFactory, ResumptionSettings
 from resumetls.cli import demo as _demo
 
-from .. import _support
+from .. import support
 
 
 def fetch(port, path="/", session=None, ctx=None, tls=True):
@@ -81,7 +81,7 @@ class DemoOverTLSTests(TestCase):
 
     async def serve(self, **settings):
         factory = ResumingContextFactory(
-            _support.options(), ResumptionSettings(**settings), clock=reactor
+            support.options(), ResumptionSettings(**settings), clock=reactor
         )
         endpoint = SSL4ServerEndpoint(reactor, 0, factory, interface="127.0.0.1")
         port = await endpoint.listen(_demo.demo_site())

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from resumetls import TicketKey
 from resumetls.cli import keytool as _keytool
 from resumetls.keys.files import load_key_file, write_haproxy_keys, write_nginx_key
-from tests import _support
+from tests import support
 from tests.keys.test_ring import secret_texts
 
 
@@ -217,7 +217,7 @@ class KeyToolTests(SynchronousTestCase):
         """python -m resumetls keys ... dispatches here."""
         p = self.path()
         env = dict(os.environ)
-        root = _support.ROOT
+        root = support.ROOT
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         result = subprocess.run(
             [sys.executable, "-m", "resumetls", "keys", "show", p],

@@ -27,7 +27,7 @@ from resumetls import (
 )
 from resumetls.cli.metrics import loopback_endpoint, metrics_registry, metrics_site
 
-from .. import _support
+from .. import support
 
 
 def samples(text):
@@ -239,9 +239,9 @@ class ScrapeTests(TestCase):
 
         async def run():
             factory = ResumingContextFactory(
-                _support.options(), ResumptionSettings(service="web"), clock=reactor
+                support.options(), ResumptionSettings(service="web"), clock=reactor
             )
-            tls_port, app = await _support.listen(self, factory)
+            tls_port, app = await support.listen(self, factory)
             metrics = await TCP4ServerEndpoint(
                 reactor, 0, interface="127.0.0.1"
             ).listen(metrics_site(lambda: [factory]))
@@ -253,11 +253,11 @@ class ScrapeTests(TestCase):
                     return r.read().decode()
 
             before = samples(await deferToThread(scrape))
-            ctx = _support.python_context(
-                _support.ssl.TLSVersion.TLSv1_3, False, self.cafile()
+            ctx = support.python_context(
+                support.ssl.TLSVersion.TLSv1_3, False, self.cafile()
             )
-            first = await _support.python_client(tls_port, ctx)
-            second = await _support.python_client(tls_port, ctx, first["session"])
+            first = await support.python_client(tls_port, ctx)
+            second = await support.python_client(tls_port, ctx, first["session"])
             self.assertTrue(second["reused"])
             # The API names the mechanism as the metrics' kind label does.
             self.assertEqual(app.infos[-1].mechanism, "ticket_tls13")
@@ -282,5 +282,5 @@ class ScrapeTests(TestCase):
         return ensureDeferred(run())
 
     def cafile(self):
-        cert, _ = _support.write_pem(self.mktemp(), *_support.certificate())
+        cert, _ = support.write_pem(self.mktemp(), *support.certificate())
         return cert

@@ -306,9 +306,9 @@ class ProbeTests(TestCase):
         self.assertEqual(out, "")
 
     def test_unreachable(self):
-        from .. import _support
+        from .. import support
 
-        port = _support.free_port()
+        port = support.free_port()
         code, _, err = self.run_probe(f"127.0.0.1:{port}")
         self.assertEqual(code, 2)
         self.assertEqual(

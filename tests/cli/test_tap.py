@@ -28,12 +28,12 @@ from resumetls.cli import tap as _tap
 from resumetls.cli.demo import DemoPage
 from resumetls.keys.files import write_haproxy_keys
 
-from .. import _support
+from .. import support
 
 
 def pem_files(testcase, kind="ec"):
-    return _support.write_pem(
-        os.path.abspath(testcase.mktemp()), *_support.certificate(kind)
+    return support.write_pem(
+        os.path.abspath(testcase.mktemp()), *support.certificate(kind)
     )
 
 

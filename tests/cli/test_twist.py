@@ -31,13 +31,13 @@ from resumetls.cli import tap as _tap
 from resumetls.cli.demo import DemoPage
 from resumetls.keys.files import write_haproxy_keys
 
-from .. import _support
-from .._support import free_port, https_get, s_client, start_process
+from .. import support
+from ..support import free_port, https_get, s_client, start_process
 
 
 def pem_files(testcase, kind="ec"):
-    return _support.write_pem(
-        os.path.abspath(testcase.mktemp()), *_support.certificate(kind)
+    return support.write_pem(
+        os.path.abspath(testcase.mktemp()), *support.certificate(kind)
     )
 
 
@@ -103,7 +103,7 @@ class TwistResumetlsTests(TestCase):
         status, body, session, reused = https_get(port, "/", session)
         self.assertTrue(reused)
         self.assertIn(b"resumed (TLS 1.3 session ticket)", body)
-        self.assertIn("development certificate", _support.read_output(proc))
+        self.assertIn("development certificate", support.read_output(proc))
 
     def test_web_listen(self):
         """C{twist web --listen resumetls:…} serves files and resumes."""
@@ -148,12 +148,12 @@ class TwistResumetlsTests(TestCase):
         async def run():
             from cryptography.hazmat.primitives import serialization
 
-            ca, ca_key = _support.issue("Test Issuing CA", ca=True)
-            leaf, leaf_key = _support.issue(
+            ca, ca_key = support.issue("Test Issuing CA", ca=True)
+            leaf, leaf_key = support.issue(
                 "localhost", issuer=(ca, ca_key), san=["localhost"]
             )
             directory = os.path.abspath(self.mktemp())
-            cert, key = _support.write_pem(directory, leaf, leaf_key)
+            cert, key = support.write_pem(directory, leaf, leaf_key)
             with open(cert, "ab") as f:
                 f.write(ca.public_bytes(serialization.Encoding.PEM))
             cafile = os.path.join(directory, "ca.pem")
@@ -164,10 +164,10 @@ class TwistResumetlsTests(TestCase):
             sess = os.path.abspath(self.mktemp())
             args = ["-CAfile", cafile, "-verify_return_error", "-showcerts"]
             out = await deferToThread(
-                _support._s_client,
+                support._s_client,
                 port,
                 [*args, "-servername", "localhost", "-sess_out", sess],
-                _support.HTTP_REQUEST,
+                support.HTTP_REQUEST,
             )
             self.assertIn("Verify return code: 0 (ok)", out)
             self.assertIn("1 s:CN = Test Issuing CA", out)
@@ -207,11 +207,11 @@ class TwistResumetlsTests(TestCase):
             )
             under_b = os.path.abspath(self.mktemp())
             await s_client(port, None, under_b, "-tls1_2", http=True)
-            self.assertEqual(_support.session_ticket(under_b)[:16], b.name)
+            self.assertEqual(support.session_ticket(under_b)[:16], b.name)
             write_haproxy_keys(keyfile, [b, c, d])
             os.kill(proc.pid, signal.SIGHUP)
             await self.wait_for_log(proc, "resumetls.keys.reloaded")
-            self.assertIn('"why": "SIGHUP"', _support.read_output(proc))
+            self.assertIn('"why": "SIGHUP"', support.read_output(proc))
             self.assertIsNone(proc.poll())
             again = await s_client(port, under_b, None, "-tls1_2", http=True)
             self.assertTrue(again["reused"])
@@ -241,7 +241,7 @@ class TwistResumetlsTests(TestCase):
                 "--factory",
                 "examples.echo.EchoFactory",
             )
-            ctx = _support.python_context(ssl.TLSVersion.TLSv1_3, False, cert)
+            ctx = support.python_context(ssl.TLSVersion.TLSv1_3, False, cert)
             conn = await deferToThread(
                 lambda: ctx.wrap_socket(
                     socket.create_connection(("127.0.0.1", port), timeout=10),
@@ -290,7 +290,7 @@ class TwistResumetlsTests(TestCase):
             proc = serve(self, port, cert, key, "--ticket-keys", keyfile)
             under_b = os.path.abspath(self.mktemp())
             await s_client(port, None, under_b, "-tls1_2", http=True)
-            self.assertEqual(_support.session_ticket(under_b)[:16], b.name)
+            self.assertEqual(support.session_ticket(under_b)[:16], b.name)
 
             write_haproxy_keys(keyfile, [b, c, d])  # c encrypts, b decrypts only
             os.kill(proc.pid, signal.SIGHUP)
@@ -309,7 +309,7 @@ class TwistResumetlsTests(TestCase):
                 f.write("garbage\n")
             os.kill(proc.pid, signal.SIGHUP)
             await self.wait_for_log(proc, "resumetls.keys.reload_refused")
-            self.assertIn("line 1: not valid base64", _support.read_output(proc))
+            self.assertIn("line 1: not valid base64", support.read_output(proc))
             again = await s_client(port, under_b, None, "-tls1_2", http=True)
             self.assertTrue(again["reused"])
 
@@ -333,12 +333,12 @@ class TwistResumetlsTests(TestCase):
             await s_client(port, None, under_b, "-tls1_2", http=True)
             write_haproxy_keys(keyfile, [b, c, d])
             await self.wait_for_log(proc, "the file changed")
-            self.assertIn("resumetls.keys.reloaded", _support.read_output(proc))
+            self.assertIn("resumetls.keys.reloaded", support.read_output(proc))
             again = await s_client(port, under_b, None, "-tls1_2", http=True)
             self.assertTrue(again["reused"])
             self.assertEqual(again["tickets"][-1][:16], c.name)
             # No key material in the log, in hex or base64.
-            log = _support.read_output(proc)
+            log = support.read_output(proc)
             for k in (a, b, c, d):
                 for secret in (k.hmac_key, k.aes_key):
                     self.assertNotIn(secret.hex(), log)
@@ -348,10 +348,10 @@ class TwistResumetlsTests(TestCase):
 
     async def wait_for_log(self, proc, event):
         for _ in range(100):
-            if event in _support.read_output(proc):
+            if event in support.read_output(proc):
                 return
             await deferToThread(time.sleep, 0.1)
-        self.fail(f"no {event} in the log:\n{_support.read_output(proc)[-3000:]}")
+        self.fail(f"no {event} in the log:\n{support.read_output(proc)[-3000:]}")
 
     def test_metrics(self):
         """The metrics listener's counters move as handshakes happen."""
@@ -360,7 +360,7 @@ class TwistResumetlsTests(TestCase):
             cert, key = pem_files(self)
             port, metrics = free_port(), free_port()
             serve(self, port, cert, key, "--metrics", str(metrics))
-            _support.wait_for_port(metrics)
+            support.wait_for_port(metrics)
 
             def scrape():
                 url = f"http://127.0.0.1:{metrics}/metrics"
@@ -464,7 +464,7 @@ class OptionErrorTests(SynchronousTestCase):
         for argv, message in cases:
             out = subprocess.run(
                 [sys.executable, "-m", "twisted", "resumetls", *argv],
-                env=_support.environment(os.path.abspath(self.mktemp())),
+                env=support.environment(os.path.abspath(self.mktemp())),
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -477,7 +477,7 @@ class OptionErrorTests(SynchronousTestCase):
     def run_twist(self, *argv):
         return subprocess.run(
             [sys.executable, "-m", "twisted", "resumetls", *argv],
-            env=_support.environment(os.path.abspath(self.mktemp())),
+            env=support.environment(os.path.abspath(self.mktemp())),
             capture_output=True,
             text=True,
             timeout=60,

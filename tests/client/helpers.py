@@ -18,7 +18,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate, KeyPair, PrivateCertificate
 from twisted.internet.task import deferLater
 
-from .. import _support
+from .. import support
 
 
 def s_server(testcase, *flags, certificate=None):
@@ -27,14 +27,14 @@ def s_server(testcase, *flags, certificate=None):
 
     @param certificate: (certificate, key); default: one for localhost.
     """
-    cert, key = certificate or _support.certificate()
-    cert_path, key_path = _support.write_pem(
+    cert, key = certificate or support.certificate()
+    cert_path, key_path = support.write_pem(
         os.path.abspath(testcase.mktemp()), cert, key
     )
-    port = _support.free_port()
+    port = support.free_port()
     proc = subprocess.Popen(
         [
-            _support.OPENSSL,
+            support.OPENSSL,
             "s_server",
             "-accept",
             f"127.0.0.1:{port}",
@@ -56,7 +56,7 @@ def s_server(testcase, *flags, certificate=None):
         proc.wait(10)
 
     testcase.addCleanup(stop)
-    _support.wait_for_port(port, proc)
+    support.wait_for_port(port, proc)
     return port, cert_path
 
 
@@ -113,7 +113,7 @@ async def fetch(creator, port):
 
 def client_identity(name):
     """A client certificate (a Twisted C{PrivateCertificate}) for C{name}."""
-    cert, key = _support.make_certificate(name)
+    cert, key = support.make_certificate(name)
     return PrivateCertificate.fromCertificateAndKeyPair(
         Certificate(X509.from_cryptography(cert)),
         KeyPair(PKey.from_cryptography_key(key)),
@@ -126,7 +126,7 @@ def certificate_without_san(common_name="localhost"):
     service-identity refuses it with C{CertificateError}, which Twisted's
     verify callback only logs, so the handshake goes on.
     """
-    return _support.issue(common_name)
+    return support.issue(common_name)
 
 
 def verdict(page: bytes) -> str:

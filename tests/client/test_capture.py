@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from resumetls import MemoryClientSessionStore, ResumingClientCreator
 
-from .. import _support
+from .. import support
 from .helpers import fetch_page, trust
 
 
@@ -53,8 +53,8 @@ class ExpiryTests(TestCase):
                 self.transport.loseConnection()
 
         async def run():
-            cert, key = _support.certificate()
-            cert_path, key_path = _support.write_pem(
+            cert, key = support.certificate()
+            cert_path, key_path = support.write_pem(
                 os.path.abspath(self.mktemp()), cert, key
             )
             factory = ResumingContextFactory.from_files(
@@ -93,7 +93,7 @@ class ExpiryTests(TestCase):
         from OpenSSL import SSL
 
         from resumetls.client.capture import session_expiry
-        from resumetls.openssl.binding import SessionDetails
+        from resumetls.openssl.sessions import SessionDetails
 
         def details(version=SSL.TLS1_3_VERSION, hint=None, time=None, timeout=7200):
             return SessionDetails(version, hint is not None, hint, time, timeout, True)

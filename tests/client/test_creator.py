@@ -19,7 +19,7 @@ from resumetls import (
     ResumingClientCreator,
 )
 
-from .. import _support
+from .. import support
 from .helpers import fetch, fetch_page, s_server, trust
 
 
@@ -96,7 +96,7 @@ class ClientTests(TestCase):
         """
 
         async def run():
-            both = _support.make_certificate("other.localhost")
+            both = support.make_certificate("other.localhost")
             port, cert = s_server(self, "-tls1_2", certificate=both)
             store = MemoryClientSessionStore()
             one = ResumingClientCreator(
@@ -174,8 +174,8 @@ class AgainstResumetlsTests(TestCase):
                 self.transport.loseConnection()
 
         async def run():
-            cert, key = _support.certificate()
-            cert_path, key_path = _support.write_pem(
+            cert, key = support.certificate()
+            cert_path, key_path = support.write_pem(
                 os.path.abspath(self.mktemp()), cert, key
             )
             factory = ResumingContextFactory.from_files(cert_path, key_path)

@@ -11,7 +11,7 @@ import sys
 
 from twisted.trial.unittest import TestCase
 
-from .. import _support
+from .. import support
 
 
 class DocsTests(TestCase):
@@ -25,16 +25,16 @@ class DocsTests(TestCase):
         imports included (nothing in them connects; HOME is a temporary
         directory).
         """
-        with open(os.path.join(_support.ROOT, "docs", "client.md")) as f:
+        with open(os.path.join(support.ROOT, "docs", "client.md")) as f:
             snippets = re.findall(r"```python\n(.*?)```", f.read(), re.S)
         self.assertTrue(snippets)
         tmp = os.path.abspath(self.mktemp())
-        env = _support.environment(tmp)
+        env = support.environment(tmp)
         env["HOME"] = os.path.join(tmp, "home")
         for snippet in snippets:
             out = subprocess.run(
                 [sys.executable, "-c", snippet],
-                cwd=_support.ROOT,
+                cwd=support.ROOT,
                 env=env,
                 capture_output=True,
                 text=True,

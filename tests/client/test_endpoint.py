@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from resumetls import FileClientSessionStore
 
-from .. import _support
+from .. import support
 from .helpers import fetch_through, s_server, verdict
 
 
@@ -31,7 +31,7 @@ class EndpointTests(TestCase):
 
         async def run():
             port, cert = s_server(self)
-            other, _ = _support.make_certificate("ca-a")
+            other, _ = support.make_certificate("ca-a")
             bundle = os.path.abspath(self.mktemp())
             with open(cert, "rb") as f, open(bundle, "wb") as out:
                 out.write(other.public_bytes(serialization.Encoding.PEM))

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from resumetls import MemoryClientSessionStore, ResumingClientCreator
 
-from .. import _support
+from .. import support
 from .helpers import (
     certificate_without_san,
     client_identity,
@@ -94,7 +94,7 @@ class ProfileTests(TestCase):
                 port, cert = s_server(self, *flags)
                 store = MemoryClientSessionStore()
                 other_ca = Certificate(
-                    X509.from_cryptography(_support.make_certificate("ca")[0])
+                    X509.from_cryptography(support.make_certificate("ca")[0])
                 )
                 trusting = ResumingClientCreator(
                     "localhost",
@@ -246,7 +246,7 @@ class ProfileKeyTests(SynchronousTestCase):
             self.assertNotIn(secret.hex()[:40], key(client=one))
 
         a, b = (
-            Certificate(X509.from_cryptography(_support.make_certificate(n)[0]))
+            Certificate(X509.from_cryptography(support.make_certificate(n)[0]))
             for n in ("ca-a", "ca-b")
         )
         self.assertEqual(key(platformTrust()), key())
@@ -284,10 +284,10 @@ class ProfileKeyTests(SynchronousTestCase):
         import json
 
         directory = os.path.abspath(self.mktemp())
-        ca, _ = _support.make_certificate("ca-a")
-        ca_path, _ = _support.write_pem(os.path.join(directory, "ca"), ca, _)
-        cert, key = _support.make_certificate("client-one")
-        cert_path, key_path = _support.write_pem(
+        ca, _ = support.make_certificate("ca-a")
+        ca_path, _ = support.write_pem(os.path.join(directory, "ca"), ca, _)
+        cert, key = support.make_certificate("client-one")
+        cert_path, key_path = support.write_pem(
             os.path.join(directory, "client"), cert, key
         )
         script = f"""
@@ -317,7 +317,7 @@ print(json.dumps([
         for _ in range(2):
             out = subprocess.run(
                 [sys.executable, "-c", script],
-                cwd=_support.ROOT,
+                cwd=support.ROOT,
                 capture_output=True,
                 text=True,
                 timeout=30,

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from resumetls import ClientStoreError, FileClientSessionStore, MemoryClientSessionStore
 
-from .. import _support
+from .. import support
 from .helpers import s_server
 
 
@@ -83,13 +83,13 @@ class FileStoreTests(TestCase):
         """Two client processes, one session file: the second resumes."""
         port, cert = s_server(self, "-tls1_2")
         path = os.path.abspath(self.mktemp())
-        env = _support.environment(os.path.abspath(self.mktemp()))
+        env = support.environment(os.path.abspath(self.mktemp()))
         runs = []
         for _ in range(2):
             out = subprocess.run(
                 [sys.executable, "-c", _RESTART_SCRIPT, str(port), cert, path],
                 env=env,
-                cwd=_support.ROOT,
+                cwd=support.ROOT,
                 capture_output=True,
                 text=True,
                 timeout=30,
@@ -283,7 +283,7 @@ class FileStoreProcessTests(TestCase):
     def _child(self, path, prefix, count):
         proc = subprocess.Popen(
             [sys.executable, "-c", _CHILD_STORE_SCRIPT, path, prefix, str(count)],
-            cwd=_support.ROOT,
+            cwd=support.ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

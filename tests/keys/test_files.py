@@ -31,7 +31,7 @@ from resumetls.keys.files import (
     write_haproxy_keys,
     write_nginx_key,
 )
-from tests._support import (
+from tests.support import (
     CLIENT_TIMEOUT,
     OPENSSL,
     certificate,

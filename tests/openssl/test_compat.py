@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from resumetls.openssl import compat
 from resumetls.openssl.sessions import session_from_der, session_to_der
 
-from .._support import certificate, options
+from ..support import certificate, options
 
 
 def _certificate():

@@ -15,8 +15,8 @@ from twisted.trial.unittest import TestCase
 
 from resumetls import ResumingContextFactory, ResumptionSettings
 
-from .. import _support
-from .._support import listen, options, s_client
+from .. import support
+from ..support import listen, options, s_client
 from ._routestate import RouteState
 
 
@@ -204,5 +204,5 @@ class MissingFunctionTests(TestCase, RouteState):
         return ensureDeferred(run())
 
 
-if _support.OPENSSL is None:  # pragma: no cover
+if support.OPENSSL is None:  # pragma: no cover
     del FallbackTests

@@ -13,7 +13,7 @@ from resumetls.openssl.errors import OpenSSLRouteUnavailable
 from resumetls.openssl.functions import server_functions
 from resumetls.openssl.symbols import route
 
-from .._support import options
+from ..support import options
 from ._routestate import RouteState
 
 

@@ -15,7 +15,7 @@ from resumetls.openssl.sessions import (
     session_to_der,
 )
 
-from .._support import listen, options
+from ..support import listen, options
 
 
 class SessionDERTests(TestCase):

@@ -39,8 +39,8 @@ from resumetls import (
     TicketKey,
 )
 
-from .. import _support
-from .._support import CLIENT_TIMEOUT, listen
+from .. import support
+from ..support import CLIENT_TIMEOUT, listen
 
 _CAS: dict[str, tuple] = {}
 
@@ -62,7 +62,7 @@ def authority(name: str) -> tuple:
         key = ec.generate_private_key(ec.SECP256R1())
         # The key identifier the client certificates' AKI points at.
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-        _CAS[name] = _support.issue(
+        _CAS[name] = support.issue(
             name, key=key, ca=True, extensions=[(usage, True), (ski, False)]
         )
     return _CAS[name]
@@ -71,7 +71,7 @@ def authority(name: str) -> tuple:
 def client_certificate(ca_name: str) -> tuple:
     """A client certificate issued by the CA C{ca_name}, and its key."""
     ca_cert, ca_key = authority(ca_name)
-    return _support.issue(
+    return support.issue(
         f"client of {ca_name}",
         issuer=(ca_cert, ca_key),
         extensions=[
@@ -98,7 +98,7 @@ def trust(*ca_names: str):
 
 def requiring(*ca_names: str) -> CertificateOptions:
     """Server options (the test certificate) requiring a client certificate."""
-    cert, key = _support.certificate()
+    cert, key = support.certificate()
     return CertificateOptions(
         privateKey=key, certificate=cert, trustRoot=trust(*ca_names)
     )
@@ -107,11 +107,11 @@ def requiring(*ca_names: str) -> CertificateOptions:
 def client_context(tmp: str, version, no_ticket: bool, ca_name: str):
     """A Python C{ssl} client context presenting a certificate from C{ca_name}."""
     os.makedirs(tmp)
-    cafile, _ = _support.write_pem(os.path.join(tmp, "server"), *_support.certificate())
-    certfile, keyfile = _support.write_pem(
+    cafile, _ = support.write_pem(os.path.join(tmp, "server"), *support.certificate())
+    certfile, keyfile = support.write_pem(
         os.path.join(tmp, "client"), *client_certificate(ca_name)
     )
-    ctx = _support.python_context(version, no_ticket, cafile)
+    ctx = support.python_context(version, no_ticket, cafile)
     ctx.load_cert_chain(certfile, keyfile)
     return ctx
 
@@ -256,7 +256,7 @@ class _PlainFactory:
     """An C{IOpenSSLContextFactory} that is not a C{CertificateOptions}."""
 
     def __init__(self, verify: bool):
-        cert, key = _support.certificate()
+        cert, key = support.certificate()
         self.context = SSL.Context(SSL.TLS_METHOD)
         self.context.use_certificate(crypto.X509.from_cryptography(cert))
         self.context.use_privatekey(crypto.PKey.from_cryptography_key(key))
@@ -302,14 +302,14 @@ class SessionIDContextTests(SynchronousTestCase):
             self.sid(requiring("CA-B")),
             self.sid(requiring("CA-A", "CA-C")),
             self.sid(requiring("CA-A", "CA-B", "CA-C")),
-            self.sid(_support.options()),
+            self.sid(support.options()),
         ]
         self.assertEqual(len({ab, *others}), 6)
         self.assertEqual(self.random_warnings(), [])
 
     def test_legacy_ca_certs(self):
         """C{caCerts=} with C{verify=True} counts like the same trust root."""
-        cert, key = _support.certificate()
+        cert, key = support.certificate()
         legacy = CertificateOptions(
             privateKey=key,
             certificate=cert,
@@ -323,7 +323,7 @@ class SessionIDContextTests(SynchronousTestCase):
 
     def test_platform_trust(self):
         """OpenSSL's default paths: stable, and not any CA set."""
-        cert, key = _support.certificate()
+        cert, key = support.certificate()
 
         def platform():
             return CertificateOptions(
@@ -339,7 +339,7 @@ class SessionIDContextTests(SynchronousTestCase):
         A trust root whose CAs cannot be seen: a random context per factory,
         and a warning that says so and why.
         """
-        cert, key = _support.certificate()
+        cert, key = support.certificate()
 
         def opaque():
             return CertificateOptions(

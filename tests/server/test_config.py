@@ -35,12 +35,12 @@ from resumetls.server.config import (
     parse_endpoint,
 )
 
-from .. import _support
+from .. import support
 
 
 def pem_files(testcase, kind="ec"):
-    return _support.write_pem(
-        os.path.abspath(testcase.mktemp()), *_support.certificate(kind)
+    return support.write_pem(
+        os.path.abspath(testcase.mktemp()), *support.certificate(kind)
     )
 
 
@@ -182,7 +182,7 @@ class ParseTests(SynchronousTestCase):
         """A file this user cannot read (checked as a user who is not root)."""
         cert, key = pem_files(self)
         os.chmod(cert, 0)
-        printed = _support.run_unprivileged(
+        printed = support.run_unprivileged(
             "from resumetls import ConfigError\n"
             "from resumetls.server.config import ENDPOINT_NAMES, parse\n"
             "try:\n"

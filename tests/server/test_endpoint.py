@@ -31,12 +31,12 @@ from resumetls.keys.files import write_haproxy_keys
 from resumetls.server import registry as _registry
 from resumetls.server.endpoint import ResumeTLSServerParser
 
-from .. import _support
+from .. import support
 
 
 def pem_files(testcase, kind="ec"):
-    return _support.write_pem(
-        os.path.abspath(testcase.mktemp()), *_support.certificate(kind)
+    return support.write_pem(
+        os.path.abspath(testcase.mktemp()), *support.certificate(kind)
     )
 
 
@@ -109,7 +109,7 @@ class ParserTests(SynchronousTestCase):
     def test_escaped_colons(self):
         """Paths with colons are written with C{\\:}, as for C{ssl:}."""
         directory = os.path.abspath(self.mktemp()) + ":x"
-        cert, key = _support.write_pem(directory, *_support.certificate())
+        cert, key = support.write_pem(directory, *support.certificate())
         with open(key, "a") as out, open(cert) as f:
             out.write(f.read())  # one file with both, read for both
         escaped = key.replace(":", "\\:")
@@ -272,13 +272,13 @@ class PluginTests(SynchronousTestCase):
             "heavy = [m for m in sys.modules if m.split('.')[0] in "
             "('OpenSSL', 'cryptography', 'prometheus_client', 'redis') or m in "
             "('twisted.internet.reactor', 'resumetls.server.factory', "
-            "'resumetls.openssl.binding', 'resumetls.server.config', "
+            "'resumetls.openssl.symbols', 'resumetls.server.config', "
             "'resumetls.options', 'resumetls.keys.sources', 'twisted.web.server')]\n"
             "print(sorted(heavy))\n"
         )
         out = subprocess.run(
             [sys.executable, "-c", code],
-            env=_support.environment(os.path.abspath(self.mktemp())),
+            env=support.environment(os.path.abspath(self.mktemp())),
             capture_output=True,
             text=True,
             timeout=60,

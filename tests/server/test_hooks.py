@@ -30,11 +30,11 @@ from resumetls import (
 )
 from resumetls.server.hooks import HandshakeHooks
 
-from .. import _support
-from .._support import listen, s_client
+from .. import support
+from ..support import listen, s_client
 from .test_resumption import coroutine, make_factory
 
-if _support.OPENSSL is None:  # pragma: no cover - .ci/run installs it
+if support.OPENSSL is None:  # pragma: no cover - .ci/run installs it
     raise SkipTest("the openssl command is needed (apt-get install openssl)")
 
 TLS12, TLS13 = 0x0303, 0x0304
@@ -219,7 +219,7 @@ class CacheInterfaceTests(SynchronousTestCase):
         An object that provides neither cache interface (even with the
         methods) is refused, with a TypeError that names both interfaces.
         """
-        options = _support.options()
+        options = support.options()
         e = self.assertRaises(
             TypeError,
             ResumingContextFactory,

@@ -34,8 +34,8 @@ from resumetls import (
 )
 from resumetls.openssl.symbols import route as openssl_route
 
-from .. import _support
-from .._support import options
+from .. import support
+from ..support import options
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -286,13 +286,13 @@ class ListenSSLTests(TestCase):
             factory = ResumingContextFactory(
                 options(), ResumptionSettings(session_ids=False)
             )
-            app = _support.InfoFactory()
+            app = support.InfoFactory()
             port = reactor.listenSSL(0, app, factory, interface="127.0.0.1")
             self.addCleanup(port.stopListening)
             sess = os.path.abspath(self.mktemp())
             number = port.getHost().port
-            await _support.s_client(number, None, sess, "-tls1_3")
-            again = await _support.s_client(number, sess, None, "-tls1_3")
+            await support.s_client(number, None, sess, "-tls1_3")
+            again = await support.s_client(number, sess, None, "-tls1_3")
             self.assertTrue(again["reused"])
             self.assertEqual(factory.stats().resumed_ticket_tls13, 1)
 
@@ -339,8 +339,8 @@ class CallbackFailureTests(SynchronousTestCase):
 
 class FromFilesTests(SynchronousTestCase):
     def test_from_files(self):
-        cert, key = _support.certificate()
-        cert_path, key_path = _support.write_pem(self.mktemp(), cert, key)
+        cert, key = support.certificate()
+        cert_path, key_path = support.write_pem(self.mktemp(), cert, key)
         factory = ResumingContextFactory.from_files(
             cert_path,
             key_path,
@@ -353,10 +353,10 @@ class FromFilesTests(SynchronousTestCase):
         self.assertTrue(infos[0].resumed)
 
     def test_errors(self):
-        cert, key = _support.certificate()
-        cert_path, key_path = _support.write_pem(self.mktemp(), cert, key)
-        _, other_key = _support.certificate("rsa")
-        _, other_key_path = _support.write_pem(self.mktemp(), cert, other_key)
+        cert, key = support.certificate()
+        cert_path, key_path = support.write_pem(self.mktemp(), cert, key)
+        _, other_key = support.certificate("rsa")
+        _, other_key_path = support.write_pem(self.mktemp(), cert, other_key)
         e = self.assertRaises(
             ValueError, ResumingContextFactory.from_files, cert_path, other_key_path
         )

@@ -24,10 +24,10 @@ from resumetls import (
     TicketKey,
 )
 
-from .. import _support
-from .._support import listen, open_ticket, options, python_client, s_client
+from .. import support
+from ..support import listen, open_ticket, options, python_client, s_client
 
-if _support.OPENSSL is None:  # pragma: no cover - .ci/run installs it
+if support.OPENSSL is None:  # pragma: no cover - .ci/run installs it
     raise SkipTest("the openssl command is needed (apt-get install openssl)")
 
 # name: (settings, s_client flags, Python ssl version, client refuses tickets,
@@ -173,8 +173,8 @@ class PythonSSLClientTests(TestCase):
         settings, _, version, no_ticket, mechanism = MODES[name]
         factory = make_factory(settings)
         port, app = await listen(self, factory, mode=server_mode)
-        cafile, _ = _support.write_pem(self.mktemp(), *_support.certificate())
-        ctx = _support.python_context(version, no_ticket, cafile)
+        cafile, _ = support.write_pem(self.mktemp(), *support.certificate())
+        ctx = support.python_context(version, no_ticket, cafile)
         first = await python_client(port, ctx, clean=clean)
         self.assertFalse(first["reused"])
         self.assertTrue(first["session"].id or first["session"].has_ticket)
@@ -240,7 +240,7 @@ class RotationTests(TestCase):
         port, _ = await listen(self, factory)
         under_a = os.path.abspath(self.mktemp())
         await s_client(port, None, under_a, "-tls1_2")
-        self.assertEqual(_support.session_ticket(under_a)[:16], a.name)
+        self.assertEqual(support.session_ticket(under_a)[:16], a.name)
 
         ring.rotate()  # b encrypts now, a is decrypt-only
         second = await s_client(port, under_a, None, "-tls1_2")
@@ -252,7 +252,7 @@ class RotationTests(TestCase):
         renewed_ticket = second["tickets"][-1]
         self.assertEqual(renewed_ticket[:16], b.name)
         renewed = os.path.abspath(self.mktemp())
-        _support.rewrite_session(under_a, renewed, ticket=renewed_ticket)
+        support.rewrite_session(under_a, renewed, ticket=renewed_ticket)
 
         ring.replace(b)  # a is gone
         third = await s_client(port, under_a, None, "-tls1_2")
@@ -378,7 +378,7 @@ class TicketTests(TestCase):
             for _ in range(4):
                 sess = os.path.abspath(self.mktemp())
                 await s_client(port, None, sess, "-tls1_2")
-                ticket = _support.session_ticket(sess)
+                ticket = support.session_ticket(sess)
                 self.assertEqual(ticket[:16], key.name)
                 ivs.add(ticket[16:32])
                 state = open_ticket(ticket, key)
@@ -392,7 +392,7 @@ class TicketTests(TestCase):
         port, _ = await listen(self, factory)
         sess = os.path.abspath(self.mktemp())
         output = await deferToThread(
-            _support._s_client, port, ["-tls1_3", "-sess_out", sess]
+            support._s_client, port, ["-tls1_3", "-sess_out", sess]
         )
         self.assertIn("New, TLSv1.3", output)
         arrived = output.count("Post-Handshake New Session Ticket arrived")
@@ -451,7 +451,7 @@ class ForgeryTests(TestCase):
         for flags in (["-tls1_2"], ["-tls1_3"]):
             good = os.path.abspath(self.mktemp())
             await s_client(port, None, good, *flags)
-            ticket = _support.session_ticket(good)
+            ticket = support.session_ticket(good)
             self.assertEqual(ticket[:16], key.name)
             forged = {
                 "random": os.urandom(len(ticket)),
@@ -464,7 +464,7 @@ class ForgeryTests(TestCase):
             }
             for label, bad in forged.items():
                 path = os.path.abspath(self.mktemp())
-                _support.rewrite_session(good, path, ticket=bad)
+                support.rewrite_session(good, path, ticket=bad)
                 result = await s_client(port, path, None, *flags)
                 self.assertFalse(result["reused"], (flags, label))
                 self.assertEqual(result["server"]["resumed"], False)
@@ -490,7 +490,7 @@ class ForgeryTests(TestCase):
                 if field == "session_id" and len(bad) > 32:
                     continue
                 path = os.path.abspath(self.mktemp())
-                _support.rewrite_session(good, path, **{field: bad})
+                support.rewrite_session(good, path, **{field: bad})
                 result = await s_client(port, path, None, *flags)
                 self.assertFalse(result["reused"], flags)
             self.assertTrue((await s_client(port, good, None, *flags))["reused"])
