@@ -9,6 +9,10 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
+    "devcert": (
+        "resumetls.cli.devcert",
+        "show the development certificate and the Chromium command that trusts it",
+    ),
     "doctor": ("resumetls.cli.doctor", "report what this machine's OpenSSL allows"),
     "keys": ("resumetls.cli.keytool", "generate and inspect session ticket key files"),
     "probe": ("resumetls.cli.probe", "check a server's session resumption"),

@@ -132,7 +132,7 @@ def build(config: ServerConfig, reactor: Any) -> tuple[Any, Any]:
         from resumetls.cli.devcert import development_certificate
 
         try:
-            certificate, key = development_certificate()
+            certificate, key = development_certificate(config.port)
         except OSError as e:
             raise ConfigError(
                 "cannot make a development certificate in "

@@ -582,7 +582,7 @@ class BuildTests(SynchronousTestCase):
     def test_development_certificate_unwritable(self):
         """A data directory that cannot be written: one line saying what to do."""
 
-        def fail():
+        def fail(port=None):
             raise PermissionError(13, "Permission denied", "/ro/resumetls")
 
         import resumetls.cli.devcert
