@@ -241,6 +241,95 @@ class ClientCATests(TestCase):
         return ensureDeferred(self._mode("tls13-stateful"))
 
 
+def verifying(ca_name: str, required: bool) -> CertificateOptions:
+    """
+    Server options (the test certificate) that ask for a client certificate
+    from C{ca_name}: C{required} or optional.  Both are built the same way
+    (C{caCerts=}), so only the verify mode tells them apart.
+    """
+    cert, key = support.certificate()
+    return CertificateOptions(
+        privateKey=key,
+        certificate=cert,
+        verify=True,
+        caCerts=[crypto.X509.from_cryptography(authority(ca_name)[0])],
+        requireCertificate=required,
+    )
+
+
+class OptionalThenRequiredTests(TestCase):
+    """
+    Two services with the same client CAs, service name, key ring and cache:
+    O asks for a client certificate (optional), R requires one.  A session
+    made on O without a certificate must never resume on R, which would
+    refuse that client in a full handshake: the verify mode is part of the
+    session ID context.
+    """
+
+    timeout = 60
+
+    async def _mode(self, name):
+        settings, version, no_ticket, mechanism = MODES[name]
+        ring = KeyRing.from_keys(TicketKey.generate())
+        cache = MemorySessionCache(clock=reactor)
+
+        def service(required):
+            return ResumingContextFactory(
+                verifying("CA-A", required), settings, key_ring=ring, cache=cache
+            )
+
+        o, r, o2 = service(False), service(True), service(False)
+        self.assertNotEqual(o.session_id_context, r.session_id_context)
+        port_o, _ = await listen(self, o)
+        port_r, app_r = await listen(self, r)
+        port_o2, _ = await listen(self, o2)
+        tmp = os.path.abspath(self.mktemp())
+        os.makedirs(tmp)
+        cafile, _ = support.write_pem(tmp, *support.certificate())
+        # A client with no certificate at all.
+        ctx = support.python_context(version, no_ticket, cafile)
+
+        first = await connect(port_o, ctx)
+        self.assertIsNone(first["error"], name)
+        self.assertEqual(first["server"]["resumed"], False)
+        session = first["session"]
+        self.assertTrue(session.id or session.has_ticket, name)
+
+        on_r = await connect(port_r, ctx, session)
+        self.assertFalse(on_r["reused"], f"{name}: resumed on R without a certificate")
+        self.assertIsNone(on_r["server"], f"{name}: R served a client without one")
+        # R refused the client as in a full handshake: TLS 1.3 says why,
+        # TLS 1.2 has only the generic alert.
+        refusal = (
+            "certificate required"
+            if version == ssl.TLSVersion.TLSv1_3
+            else "alert handshake failure"
+        )
+        self.assertIn(refusal, on_r["error"] or "", (name, on_r))
+        self.assertEqual(app_r.infos, [])
+        self.assertEqual(r.stats().resumed, 0)
+
+        # The session resumes where no certificate is needed: another
+        # process of O.
+        on_o2 = await connect(port_o2, ctx, session)
+        self.assertIsNone(on_o2["error"], name)
+        self.assertTrue(on_o2["reused"], name)
+        self.assertEqual(on_o2["server"]["mechanism"], mechanism)
+        self.assertEqual(o2.stats().resumed, 1)
+
+    def test_tls12_ticket(self):
+        return ensureDeferred(self._mode("tls12-ticket"))
+
+    def test_tls12_session_id(self):
+        return ensureDeferred(self._mode("tls12-session-id"))
+
+    def test_tls13_ticket(self):
+        return ensureDeferred(self._mode("tls13-ticket"))
+
+    def test_tls13_stateful(self):
+        return ensureDeferred(self._mode("tls13-stateful"))
+
+
 @implementer(IOpenSSLTrustRoot)
 class _OwnTrust:
     """A trust root that does not say which CAs it accepts."""
