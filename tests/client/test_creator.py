@@ -6,6 +6,7 @@ server nobody here wrote) and against our own server.
 from __future__ import annotations
 
 import os
+import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
@@ -20,7 +21,21 @@ from resumetls import (
 )
 
 from .. import support
-from .helpers import fetch, fetch_page, s_server, trust
+from .helpers import certificate_without_san, fetch, fetch_page, s_server, trust
+
+
+class _TakeRecorder(MemoryClientSessionStore):
+    """A memory store that remembers what it gave a creator."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken: list[bytes] = []
+
+    def take(self, key: str, now: float) -> bytes | None:
+        der = super().take(key, now)
+        if der is not None:
+            self.taken.append(der)
+        return der
 
 
 class ClientTests(TestCase):
@@ -50,22 +65,29 @@ class ClientTests(TestCase):
 
     def test_tls13_tickets_used_once(self):
         """
-        Each TLS 1.3 ticket is offered once; the store keeps the fresh ones
-        the server sends.
+        Each TLS 1.3 ticket is offered once: the store keeps every fresh
+        ticket the server sends, and the one offered is gone from it.
         """
 
         async def run():
             port, cert = s_server(self, "-tls1_3")
-            store = MemoryClientSessionStore()
+            store = _TakeRecorder()
             creator = ResumingClientCreator(
                 "localhost", trust(cert), port=port, store=store
             )
-            await fetch(creator, port)
-            held = store.count(creator.key)
-            self.assertGreaterEqual(held, 1)
-            await fetch(creator, port)
+            self.assertEqual(await fetch(creator, port), "New TLSv1.3")
+            # s_server sends two tickets after a full handshake: both kept.
+            self.assertEqual(store.count(creator.key), 2)
+            self.assertEqual(await fetch(creator, port), "Reused TLSv1.3")
             self.assertEqual(creator.offered, 1)
-            self.assertLessEqual(store.count(creator.key), 4)
+            (offered,) = store.taken
+            # One ticket left from the first handshake and one sent after
+            # the resumption; the offered one is not among them.
+            self.assertEqual(store.count(creator.key), 2)
+            left = [store.take(creator.key, time.time()) for _ in range(4)]
+            self.assertEqual(left[2:], [None, None])
+            self.assertNotIn(offered, left)
+            self.assertEqual(len(set(left[:2])), 2)
 
         return ensureDeferred(run())
 
@@ -116,6 +138,28 @@ class ClientTests(TestCase):
         return ensureDeferred(run())
 
     def test_verification_failure_stores_nothing(self):
+        """
+        A server whose certificate does not pass verification never gets a
+        session stored: when the name does not match, Twisted aborts the
+        handshake; when service-identity cannot check the name at all (no
+        subjectAltName), Twisted only logs it and the handshake completes,
+        so the session reaches the creator's store decision
+        (L{keepable_session}), which refuses it, in TLS 1.2 and 1.3.
+        """
+        from service_identity.exceptions import CertificateError
+
+        from resumetls.client import creator as _creator
+
+        judged = []
+
+        def keepable_session(conn, hostname, now):
+            kept = original(conn, hostname, now)
+            judged.append((conn.get_protocol_version_name(), kept))
+            return kept
+
+        original = _creator.keepable_session
+        self.patch(_creator, "keepable_session", keepable_session)
+
         async def run():
             port, cert = s_server(self)
             store = MemoryClientSessionStore()
@@ -124,9 +168,27 @@ class ClientTests(TestCase):
             )
             page, _ = await fetch_page(creator, port)
             self.assertEqual(page, b"")  # the handshake failed
-            self.assertEqual(creator.saved, 0)
+            self.assertEqual((creator.saved, judged), (0, []))
             self.assertIsNone(store.take(creator.key, 0))
             self.flushLoggedErrors()
+
+            for flag, version, sessions in (
+                ("-tls1_2", "TLSv1.2", 1),  # at the end of the handshake
+                ("-tls1_3", "TLSv1.3", 2),  # one per ticket s_server sends
+            ):
+                del judged[:]
+                port, cert = s_server(
+                    self, flag, certificate=certificate_without_san()
+                )
+                creator = ResumingClientCreator(
+                    "localhost", trust(cert), port=port, store=store
+                )
+                self.assertEqual(await fetch(creator, port), f"New {version}")
+                self.assertEqual(judged, [(version, None)] * sessions)
+                self.assertEqual((creator.saved, store.count(creator.key)), (0, 0))
+                self.assertEqual(await fetch(creator, port), f"New {version}")
+                self.assertEqual(creator.offered, 0)
+                self.assertTrue(self.flushLoggedErrors(CertificateError))
 
         return ensureDeferred(run())
 
