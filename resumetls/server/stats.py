@@ -123,6 +123,12 @@ class ResumptionStats:
     cache_corrupt: int
     cache_errors: int
     callback_errors: int
+    # Connections the TLS layer (resumetls.server.protocol) ended: no
+    # handshake within the timeout, over the bound of connections in the
+    # handshake, plain HTTP sent to the TLS port.
+    handshake_timeouts: int = 0
+    handshakes_refused: int = 0
+    plain_http: int = 0
     cache: Any = None
     keys: Any = None
 
