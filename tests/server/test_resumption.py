@@ -117,7 +117,9 @@ class OpenSSLClientTests(TestCase):
         self.assertEqual(stats.resumed, 2)
         self.assertEqual(stats.callback_errors, 0)
         if mechanism in ("ticket_tls12", "ticket_tls13"):
-            self.assertGreaterEqual(stats.tickets_issued, 1)
+            # One ticket after the full handshake; TLS 1.2 keeps it (its key is
+            # current), TLS 1.3 gets two, then one after each resumption.
+            self.assertEqual(stats.tickets_issued, 1 if name == "tls12-ticket" else 4)
             self.assertEqual(stats.cache_hits, 0)
         else:
             self.assertEqual(stats.tickets_issued, 0)
@@ -470,7 +472,7 @@ class ForgeryTests(TestCase):
                 self.assertEqual(result["server"]["resumed"], False)
             self.assertTrue((await s_client(port, good, None, *flags))["reused"])
         self.assertEqual(factory.stats().callback_errors, 0)
-        self.assertGreaterEqual(factory.stats().tickets_rejected, 4)
+        self.assertEqual(factory.stats().tickets_rejected, 10)
 
     @coroutine
     async def test_forged_session_ids(self):
