@@ -82,8 +82,14 @@ def _memory(url: str, parts: SplitResult, params: dict[str, str], clock: Any) ->
     return MemorySessionCache(max_entries=size, clock=clock)
 
 
+def _lmdb(url: str, parts: SplitResult, params: dict[str, str], clock: Any) -> Any:
+    from resumetls.cache.lmdb import from_url
+
+    return from_url(url, parts, params, clock)
+
+
 # scheme -> factory; see Factory above.
-BACKENDS: dict[str, Factory] = {"memory": _memory}
+BACKENDS: dict[str, Factory] = {"memory": _memory, "lmdb": _lmdb}
 
 
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
@@ -165,3 +171,8 @@ def cache_from_url(url: str, clock: Any = None) -> Any:
     if not ISessionCache.providedBy(cache):
         raise TypeError(f"the {scheme}:// backend did not make an ISessionCache")
     return cache
+
+
+# Backends shipped with resumetls register themselves here; their modules
+# import no client library until a cache is built.
+from resumetls.cache import redisurl as _redisurl  # noqa: E402, F401
