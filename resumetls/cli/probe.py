@@ -86,9 +86,60 @@ def _split(target: str) -> tuple[str, int]:
     return host, number
 
 
+_DESCRIPTION = (
+    "Check whether the TLS server at HOST:PORT resumes sessions, and how: "
+    "for TLS 1.2 session IDs, TLS 1.2 tickets and TLS 1.3 tickets, whether a "
+    "second connection resumes, the ticket lifetime hint, whether tickets are "
+    "renewed on resumption, and the median handshake time full vs resumed."
+)
+_EPILOG = (
+    "Progress goes to stderr, one line per mechanism; the table (or JSON) to "
+    "stdout. Exit status: 0 when some mechanism resumes, 1 when none does, 2 "
+    "when the server cannot be probed."
+)
+
+
+class _Progress:
+    """
+    Progress on a stream (stderr): one line per mechanism, started before it
+    is probed (so a slow server shows where it is) and completed with what
+    it showed.  Nothing with C{--quiet}.
+    """
+
+    def __init__(self, stream: Any, quiet: bool) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.open = False
+
+    def __call__(self, name: str, outcome: Outcome | None) -> None:
+        if self.quiet:
+            return
+        if outcome is None:
+            self.stream.write(f"probing {name}...")
+            self.open = True
+        else:
+            self.stream.write(f" {_summary(outcome)}\n")
+            self.open = False
+        self.stream.flush()
+
+    def interrupted(self) -> None:
+        """End a started line (before an error message)."""
+        if self.open:
+            self.stream.write("\n")
+            self.open = False
+
+
+def _summary(r: Outcome) -> str:
+    if not r.offered:
+        return r.note
+    verb = "resumes" if r.resumes else "does not resume"
+    text = f"{verb} ({r.resumed}/{r.attempts})"
+    return f"{text}; {r.note}" if r.note else text
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="resumetls probe", description=__doc__.split("\n\n")[0]
+        prog="resumetls probe", description=_DESCRIPTION, epilog=_EPILOG
     )
     parser.add_argument("target", metavar="HOST:PORT")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -105,13 +156,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--timeout", default="10", help="seconds per connection (default 10)"
     )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress lines on stderr"
+    )
     args = parser.parse_args(argv)
-    show = sys.stderr.isatty() and not args.json
-
-    def progress(message: str | None) -> None:
-        if show:
-            sys.stderr.write("\r\033[K" + (message or ""))
-            sys.stderr.flush()
+    progress = _Progress(sys.stderr, args.quiet)
 
     host, port = None, None
     try:
@@ -129,7 +178,7 @@ def main(argv: list[str]) -> int:
             progress,
         )
     except ProbeError as e:
-        progress(None)
+        progress.interrupted()
         sys.stderr.write(f"resumetls probe: {e}\n")
         if args.json:
             error = {"error": str(e), "target": args.target, "host": host, "port": port}

@@ -131,18 +131,8 @@ def _handshake(
         elapsed = time.perf_counter() - start
         if check_name:
             _check_name(conn, sni or host, host, port)
-        # Let post-handshake messages (TLS 1.3 tickets) arrive.
-        settle = time.monotonic() + 0.3
-        while time.monotonic() < settle:
-            try:
-                conn.recv(4096)
-            except SSL.WantReadError:
-                try:
-                    _wait(sock, settle)
-                except TimeoutError:
-                    break
-            except (SSL.ZeroReturnError, SSL.SysCallError):
-                break
+        if conn.get_protocol_version() == SSL.TLS1_3_VERSION:
+            _await_tickets(conn, sock, tickets)
         result = _Handshake(
             reused=connection_reused(conn),
             version=conn.get_protocol_version_name(),
@@ -179,6 +169,44 @@ def _handshake(
             pass
         sock.close()
     return result
+
+
+#: Seconds to wait for TLS 1.3 tickets from a server that sends none and
+#: does not answer close_notify.
+TICKET_WAIT = 0.3
+#: Seconds of quiet after a ticket before no more are expected (a server
+#: sends its tickets back to back).
+TICKET_QUIET = 0.02
+
+
+def _await_tickets(conn: SSL.Connection, sock: socket.socket, tickets: list) -> None:
+    """
+    Let a TLS 1.3 server's tickets arrive: they come after the handshake.
+    Our close_notify goes out first, so a server that answers it ends the
+    wait at once; otherwise the wait ends shortly after the last ticket, or
+    after L{TICKET_WAIT} when none comes.  (TLS 1.2 tickets are part of the
+    handshake: nothing to wait for.)
+    """
+    try:
+        conn.shutdown()
+    except SSL.Error:
+        pass
+    end = time.monotonic() + TICKET_WAIT
+    while True:
+        try:
+            conn.recv(4096)
+            continue
+        except SSL.WantReadError:
+            pass
+        except SSL.Error:  # the server's close_notify, a reset, an alert
+            return
+        deadline = end
+        if tickets[0]:
+            deadline = min(end, time.monotonic() + TICKET_QUIET)
+        try:
+            _wait(sock, deadline)
+        except TimeoutError:
+            return
 
 
 def _reason(e: SSL.Error) -> str:
@@ -341,21 +369,30 @@ PLAN = (
 )
 
 
+def label(mechanism: str, version: int) -> str:
+    """A plan entry in words, e.g. C{session ticket (TLS 1.3)}."""
+    return f"{mechanism} ({'TLS 1.3' if version == SSL.TLS1_3_VERSION else 'TLS 1.2'})"
+
+
 def run_probe(
     host, port, sni, count, insecure, cafile, timeout, progress
 ) -> list[Outcome]:
+    """
+    Probe every mechanism of L{PLAN} in turn.
+
+    @param progress: called with a mechanism's L{label} before it is
+        probed and with its L{Outcome} after (C{progress(label, None)}, then
+        C{progress(label, outcome)}).
+    """
     results = []
     for mechanism, version in PLAN:
-        label = (
-            f"{mechanism} ({'TLS 1.3' if version == SSL.TLS1_3_VERSION else 'TLS 1.2'})"
+        name = label(mechanism, version)
+        progress(name, None)
+        outcome = probe_mechanism(
+            host, port, sni, mechanism, version, count, insecure, cafile, timeout
         )
-        progress(f"probing {label}...")
-        results.append(
-            probe_mechanism(
-                host, port, sni, mechanism, version, count, insecure, cafile, timeout
-            )
-        )
-    progress(None)
+        results.append(outcome)
+        progress(name, outcome)
     if not any(r.offered for r in results):
         raise _nothing_works(host, port, [r.failure for r in results])
     return results
