@@ -23,7 +23,8 @@ def _usage(out) -> None:
     out.write("usage: resumetls COMMAND [options]\n\ncommands:\n")
     for name, (_, summary) in SUBCOMMANDS.items():
         out.write(f"  {name:<8} {summary}\n")
-    out.write("\nrun 'resumetls COMMAND --help' for a command's options\n")
+    out.write("\nrun 'resumetls COMMAND --help' for a command's options")
+    out.write("\n'resumetls --version' prints the version\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         _usage(sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from resumetls import __version__
+
+        sys.stdout.write(f"resumetls {__version__}\n")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
         sys.stderr.write(f"resumetls: unknown command {name!r}\n")

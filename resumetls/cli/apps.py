@@ -51,6 +51,26 @@ def choose(options: Any) -> tuple[str, Any]:
     return what, os.path.abspath(name)
 
 
+def refuse_secrets_under(directory: str, secrets: list[str]) -> None:
+    """
+    Refuse to serve C{directory} (C{--path}) when one of C{secrets} (the
+    private key, ticket key files) is in it or anywhere below it: anyone
+    could fetch it.  Symbolic links are resolved first.
+
+    @raise ConfigError: naming the file and what to do.
+    """
+    top = os.path.realpath(directory)
+    for secret in secrets:
+        real = os.path.realpath(secret)
+        if os.path.commonpath([top, real]) == top:
+            raise ConfigError(
+                f"--path {directory}: refusing to serve a directory that holds "
+                f"{secret}, a secret this server uses (anyone could download it); "
+                "keep keys outside the directory served, or serve a subdirectory "
+                "without them"
+            )
+
+
 def resolve(option: str, name: str) -> Any:
     """
     The object a dotted name names.  The current directory is searched

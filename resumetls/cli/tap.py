@@ -18,7 +18,7 @@ from typing import Any
 from twisted.application import service
 from twisted.python import usage
 
-from resumetls.cli.apps import choose, protocol_factory
+from resumetls.cli.apps import choose, protocol_factory, refuse_secrets_under
 from resumetls.options import SERVER_OPTIONS, ConfigError, split_description
 from resumetls.server.config import COMMAND_NAMES, parse, parse_endpoint
 
@@ -80,6 +80,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["ticket-keys"] = []
 
     def parseOptions(self, options: Any = None) -> None:  # noqa: N802
         """
@@ -100,6 +101,16 @@ class Options(usage.Options):
         """Listen on this endpoint (repeatable), e.g. resumetls:8443:certKey=…"""
         self["listen"].append(description)
 
+    def opt_ticket_keys(self, spec: str) -> None:
+        self["ticket-keys"].append(spec)
+
+    opt_ticket_keys.__doc__ = SERVER_OPTIONS["ticket_keys"].help
+
+    def opt_version(self) -> None:
+        """Print resumetls's version (and Twisted's) and exit."""
+        print(_version())
+        raise SystemExit(0)
+
     def postOptions(self) -> None:  # noqa: N802
         raw = {name: self[name] for name in COMMAND_NAMES}
         try:
@@ -117,7 +128,7 @@ class Options(usage.Options):
             given = [
                 "--" + n
                 for n in _PORT_LISTENER_OPTIONS
-                if self[n] != self.defaults.get(n, 0)
+                if self[n] != self.defaults.get(n, [] if n == "ticket-keys" else 0)
             ]
             if given:
                 raise _ValueRefused(
@@ -137,6 +148,11 @@ class Options(usage.Options):
                 self.listeners.append(
                     (description, _endpoint(description, listen_config))
                 )
+        if self.what == "path":
+            try:
+                refuse_secrets_under(self.target, self._secret_files())
+            except ConfigError as e:
+                raise _ValueRefused(str(e)) from None
         if self["metrics"]:
             from resumetls.cli.metrics import loopback_endpoint
 
@@ -144,10 +160,21 @@ class Options(usage.Options):
         else:
             self.metrics_endpoint = None
 
+    def _secret_files(self) -> list[str]:
+        """The private keys and ticket key files of our listeners."""
+        return [f for _, e in self.listeners if e is not None for f in e.secret_files()]
+
     @property
     def context_factories(self) -> list[Any]:
         """The resuming context factories of the listeners, in order."""
         return [e.context_factory for _, e in self.listeners if e is not None]
+
+
+def _version() -> str:
+    import twisted
+    from resumetls import __version__
+
+    return f"resumetls {__version__} (Twisted {twisted.__version__})"
 
 
 def _endpoint(description: str | None, config: Any) -> Any:
@@ -162,6 +189,12 @@ def _endpoint(description: str | None, config: Any) -> Any:
 
 
 class _AnnounceService(service.Service):
+    """
+    Warns at start-up when resumption is degraded.  (What each listener
+    runs with is logged by the listener, C{resumetls.started}, see
+    L{resumetls.server.endpoint.ResumingServerEndpoint.announce}.)
+    """
+
     def __init__(self, options: Options) -> None:
         self.options = options
 
@@ -180,17 +213,6 @@ class _AnnounceService(service.Service):
                     reason=caps.reason,
                     event="resumetls.degraded",
                 )
-            s = factory.settings
-            log.info(
-                "resumetls: tickets {tickets}, session IDs {ids}, session timeout "
-                "{timeout:g}s, TLS 1.3 tickets {n}, cache {cache}",
-                tickets="on" if s.tickets else "off",
-                ids="on" if s.session_ids else "off",
-                timeout=s.session_timeout,
-                n=s.tls13_tickets,
-                cache=repr(factory.cache),
-                event="resumetls.started",
-            )
 
 
 def _endpoint_or_exit(reactor: Any, option: str, description: str) -> Any:

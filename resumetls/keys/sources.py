@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from resumetls.filewatch import FileWatch
 from resumetls.interfaces import IKeySource
-from resumetls.keys import sighup as _sighup
-from resumetls.keys.files import KeyFileError, load_key_file
-from resumetls.keys.ring import KeyRing, RotationPolicy
+from resumetls.keys.files import KeyFileError, _keyset, load_key_file
+from resumetls.keys.ring import KeyRing, KeySet, RotationPolicy
 
 _log = Logger(namespace="resumetls")
 
@@ -73,99 +72,98 @@ class GeneratedKeySource:
 @implementer(IKeySource)
 class KeyFileSource:
     """
-    Keep a L{KeyRing} in step with a key file: reloaded when the file
-    changes (a cheap stat poll) and on SIGHUP, without dropping a
-    connection.  A file that cannot be used is refused, logged with the
-    reason (C{resumetls.keys.reload_refused}), and the keys in use stay.
+    Keep a L{KeyRing} in step with one key file, or several listed the way
+    nginx lists C{ssl_session_ticket_key} files (L{load_key_files}: the
+    first file's key encrypts, the others only decrypt).  The files are
+    reloaded together when one changes (a cheap stat poll) and on SIGHUP,
+    without dropping a connection.  Files that cannot be used are refused,
+    logged with the reason (C{resumetls.keys.reload_refused}), and the keys
+    in use stay.
 
-    @param interval: seconds between checks of the file's identity (inode,
-        size, modification and change times, mode: a C{chmod 600} that fixes
-        a refused file counts as a change).
+    @param paths: the key file, or the key files in order.
+    @param interval: seconds between checks of the files' identities (see
+        L{resumetls.filewatch.file_identity}).
+    @ivar path: the first (encrypting) file.
     """
 
     def __init__(
-        self, path: str, key_ring: Any, clock: Any, interval: float = 2.0
+        self,
+        paths: str | Sequence[str],
+        key_ring: Any,
+        clock: Any,
+        interval: float = 2.0,
     ) -> None:
-        self.path = path
+        self.paths = (paths,) if isinstance(paths, str) else tuple(paths)
+        self.path = self.paths[0]
         self.key_ring = key_ring
-        self.interval = interval
         self.reloads = 0
         self.refusals = 0
-        self._identity = self._stat()
-        self._loop = LoopingCall(self._poll)
-        self._loop.clock = clock
+        self._watch = FileWatch(
+            self.paths,
+            self.reload,
+            clock,
+            interval,
+            failed_event="resumetls.keys.reload_refused",
+        )
 
     @classmethod
-    def open(cls, path: str, clock: Any, interval: float = 2.0) -> KeyFileSource:
+    def open(
+        cls, paths: str | Sequence[str], clock: Any, interval: float = 2.0
+    ) -> KeyFileSource:
         """
-        A source whose ring holds the keys of C{path} now.
+        A source whose ring holds the keys of C{paths} now.
 
-        @raise KeyFileError: the file cannot be used (the message says why).
+        @raise KeyFileError: a file cannot be used (the message says why).
         """
-        ring = KeyRing.from_keyset(load_key_file(path), clock=clock)
-        return cls(path, ring, clock, interval)
+        ring = KeyRing.from_keyset(load_key_files(paths), clock=clock)
+        return cls(paths, ring, clock, interval)
 
     def __repr__(self) -> str:
-        return f"<KeyFileSource {self.path} reloads={self.reloads}>"
+        return f"<KeyFileSource {', '.join(self.paths)} reloads={self.reloads}>"
 
-    def _stat(self) -> tuple | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+    @property
+    def interval(self) -> float:
+        return self._watch.interval
 
     def start(self) -> None:
-        """Watch the file, and reload it on SIGHUP."""
-        if not self._loop.running:
-            self._loop.start(self.interval, now=False)
-        _sighup.reloads.add(self)
+        """Watch the files, and reload them on SIGHUP."""
+        self._watch.start()
 
     def stop(self) -> None:
-        """Stop watching the file and answering SIGHUP."""
-        if self._loop.running:
-            self._loop.stop()
-        _sighup.reloads.discard(self)
+        """Stop watching the files and answering SIGHUP."""
+        self._watch.stop()
 
     @property
     def running(self) -> bool:
-        return self._loop.running
+        return self._watch.running
 
     def describe(self) -> str:
         summary = self.key_ring.describe()
+        if len(self.paths) == 1:
+            return (
+                f"ticket keys from {self.path} (reloaded on SIGHUP and when it "
+                f"changes): {summary.encrypting} encrypts, {summary.decrypt_only} "
+                f"decrypt only, {summary.pending} pending"
+            )
         return (
-            f"ticket keys from {self.path} (reloaded on SIGHUP and when it "
-            f"changes): {summary.encrypting} encrypts, {summary.decrypt_only} "
-            f"decrypt only, {summary.pending} pending"
+            f"ticket keys from {', '.join(self.paths)} (the first file's key "
+            "encrypts, the others decrypt only, as nginx; reloaded on SIGHUP and "
+            f"when one changes): {summary.encrypting} from {self.path} encrypts, "
+            f"{summary.decrypt_only} decrypt only, {summary.pending} pending"
         )
 
-    def _poll(self) -> None:
-        # A LoopingCall stops for good when its function raises: never let it.
-        try:
-            self.check()
-        except Exception:
-            _log.failure(
-                "checking the ticket key file {path} failed; the keys in use stay",
-                path=self.path,
-                event="resumetls.keys.reload_refused",
-            )
-
     def check(self) -> bool:
-        """Reload if the file changed since the last look."""
-        identity = self._stat()
-        if identity == self._identity:
-            return False
-        self._identity = identity
-        return self.reload("the file changed")
+        """Reload if a file changed since the last look."""
+        return self._watch.check()
 
     def reload(self, why: str = "SIGHUP") -> bool:
         """
-        Read the file now; on error keep the current keys and say why.
+        Read the files now; on error keep the current keys and say why.
 
-        @return: L{True} when the file's keys differ from those in use.
+        @return: L{True} when the files' keys differ from those in use.
         """
         try:
-            keys = load_key_file(self.path)
+            keys = load_key_files(self.paths)
             changed = keys != self.key_ring.keys()
             self.key_ring.replace(keys)
         except (KeyFileError, ValueError) as e:
@@ -174,7 +172,7 @@ class KeyFileSource:
                 "refused to reload ticket keys ({why}): {reason}; the keys in use stay",
                 why=why,
                 reason=str(e),
-                path=self.path,
+                path=", ".join(self.paths),
                 event="resumetls.keys.reload_refused",
             )
             return False
@@ -182,7 +180,7 @@ class KeyFileSource:
         _log.info(
             "reloaded ticket keys from {path} ({why}): {fingerprint} encrypts, "
             "{decrypt_only} decrypt only, {pending} pending",
-            path=self.path,
+            path=", ".join(self.paths),
             why=why,
             fingerprint=keys.encrypting.fingerprint,
             decrypt_only=len(keys.decrypt_only),
@@ -190,6 +188,34 @@ class KeyFileSource:
             event="resumetls.keys.reloaded",
         )
         return changed
+
+
+def load_key_files(paths: str | Sequence[str]) -> KeySet:
+    """
+    The keys of one key file, or of several in nginx's order: the first
+    file's encrypting key encrypts (with its own decrypt-only and pending
+    keys), and every key of the later files only decrypts (tickets it opens
+    are renewed under the first).  Each file is nginx's or HAProxy's format
+    (L{load_key_file}).
+
+    @raise KeyFileError: a file cannot be used, or two files hold different
+        keys with one name.
+    """
+    if isinstance(paths, str):
+        paths = [paths]
+    if not paths:
+        raise KeyFileError("no ticket key files given")
+    sets = [load_key_file(p) for p in paths]
+    if len(sets) == 1:
+        return sets[0]
+    first = sets[0]
+    later = [key for keys in sets[1:] for key in keys.all]
+    return _keyset(
+        ", ".join(paths),
+        first.encrypting,
+        first.decrypt_only + tuple(later),
+        first.pending,
+    )
 
 
 # -- the registry --------------------------------------------------------------------
@@ -276,13 +302,59 @@ def checked_spec(spec: str) -> str:
     return f"{scheme}:{location}"
 
 
+#: What separates key files in one specification (C{ticketKeys=new.key,old.key}):
+#: a colon separates endpoint-string fields, and a comma needs no escaping
+#: there nor on a command line.
+SEPARATOR = ","
+
+
+def split_specs(value: str) -> list[str]:
+    """
+    The specifications in one text: key files separated by commas
+    (C{new.key,old.key}).  A text that names an existing file, or starts
+    with a registered scheme other than C{file:}, is one specification
+    whole (its location may hold a comma).
+    """
+    if not value or os.path.exists(os.path.expanduser(value)):
+        return [value] if value else []
+    match = _SCHEME.match(value)
+    if match is not None and match.group(1).lower() in _SCHEMES.keys() - {"file"}:
+        return [value]
+    return [part for part in value.split(SEPARATOR) if part]
+
+
+def checked_specs(specs: Sequence[str]) -> tuple[str, ...]:
+    """
+    L{checked_spec} of each specification.  Several must all be key files:
+    nginx's rule (the first encrypts, the others decrypt only) is defined
+    for files, not for sources that rotate keys themselves.
+
+    @raise ValueError: a one-line message.
+    """
+    checked = tuple(checked_spec(spec) for spec in specs)
+    if len(checked) > 1:
+        for spec in checked:
+            if _split(spec)[0] != "file":
+                raise KeySourceError(
+                    f"{spec!r} cannot be listed with other ticket key sources: "
+                    "only key files can be listed (the first encrypts, the "
+                    "others decrypt only)"
+                )
+    return checked
+
+
 def key_source_from_spec(
-    spec: str | None, clock: Any = None, policy: RotationPolicy | None = None
+    spec: str | Sequence[str] | None,
+    clock: Any = None,
+    policy: RotationPolicy | None = None,
 ) -> Any:
     """
     The key source a specification names: L{GeneratedKeySource} when
     C{spec} is empty or L{None}, L{KeyFileSource} for C{file:PATH} or a bare
-    path, or the source registered for its scheme.
+    path, or the source registered for its scheme.  Several key files (a
+    sequence, or one text separated by L{SEPARATOR}) make one
+    L{KeyFileSource} that follows nginx's rule: the first file's key
+    encrypts, the others decrypt only.
 
     @param clock: the C{IReactorTime} the source keeps time with (the
         global reactor when L{None}).
@@ -295,9 +367,14 @@ def key_source_from_spec(
     if clock is None:
         from twisted.internet import reactor as clock
     policy = policy if policy is not None else RotationPolicy()
-    if not spec:
+    specs = split_specs(spec) if isinstance(spec, str) else list(spec or ())
+    if not specs:
         return GeneratedKeySource(clock, policy)
-    scheme, location = _split(spec)
+    if len(specs) > 1:
+        checked_specs(specs)
+        paths = [os.path.expanduser(_split(s)[1]) for s in specs]
+        return KeyFileSource.open(paths, clock)
+    scheme, location = _split(specs[0])
     source = _SCHEMES[scheme].factory(location, clock, policy)
     if not IKeySource.providedBy(source):
         raise TypeError(f"the {scheme}: key source did not make an IKeySource")

@@ -31,6 +31,13 @@ _default = SERVER_OPTIONS.default
 DEFAULT_PORT = _default("port")
 
 
+def _specs(value: Any) -> tuple[str, ...]:
+    """Key source specifications as a tuple (one given alone, or none)."""
+    if not value:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 @attrs.frozen
 class ServerConfig:
     """Everything a resuming TLS listener needs, validated."""
@@ -38,12 +45,17 @@ class ServerConfig:
     port: int = _default("port")
     interface: str = _default("interface")
     backlog: int = _default("backlog")
+    handshake_timeout: float = _default("handshake_timeout")
+    max_handshakes: int = _default("max_handshakes")
     certificate: str | None = _default("certificate")
     key: str | None = _default("key")
     extra_chain: str | None = _default("extra_chain")
-    # A key source specification (a key file's path, file:PATH, ...) or None
-    # for keys generated in memory; see resumetls.keys.sources.
-    ticket_keys: str | None = _default("ticket_keys")
+    # Key source specifications (a key file's path, file:PATH, ...), none for
+    # keys generated in memory; several key files follow nginx's rule (the
+    # first encrypts); see resumetls.keys.sources.
+    ticket_keys: tuple[str, ...] = attrs.field(
+        default=_default("ticket_keys"), converter=_specs
+    )
     rotate_every: float = _default("rotate_every")
     keep_keys: int = _default("keep_keys")
     tickets: bool = _default("tickets")
@@ -110,20 +122,23 @@ def parse(options: dict[str, Any], names: dict[str, str], source: str) -> Server
     return ServerConfig(**fields)
 
 
-def build(config: ServerConfig, reactor: Any) -> tuple[Any, Any]:
+def build(config: ServerConfig, reactor: Any) -> tuple[Any, Any, Any]:
     """
     The L{ResumingContextFactory} a configuration describes, with its session
-    cache and the key source that feeds its key ring (a key file, watched for
-    changes, or keys generated and rotated in memory).  The source is not
-    started: the endpoint starts it when it listens.
+    cache, the key source that feeds its key ring (key files, watched for
+    changes, or keys generated and rotated in memory) and the watch that
+    reloads its certificate.  Neither is started: the endpoint starts them
+    when it listens.
 
-    @return: a 2-tuple of the factory and its L{IKeySource}.
+    @return: a 3-tuple of the factory, its L{IKeySource} and its
+        L{CertificateReloader}.
     @raise ConfigError: for files that cannot be used.
     """
     from resumetls.cache.urls import cache_from_url
     from resumetls.keys.files import KeyFileError
     from resumetls.keys.ring import RotationPolicy
     from resumetls.keys.sources import KeySourceError, key_source_from_spec
+    from resumetls.server.certreload import CertificateReloader
     from resumetls.server.factory import ResumingContextFactory
     from resumetls.server.settings import ResumptionSettings
 
@@ -164,4 +179,5 @@ def build(config: ServerConfig, reactor: Any) -> tuple[Any, Any]:
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    return factory, source
+    watch = CertificateReloader(factory, certificate, key, config.extra_chain, reactor)
+    return factory, source, watch

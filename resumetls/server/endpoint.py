@@ -29,17 +29,37 @@ from zope.interface import implementer
 _log = Logger(namespace="resumetls")
 
 
+def _default(field: str, value: Any) -> Any:
+    """C{value}, or the option table's default when it is L{None}."""
+    if value is not None:
+        return value
+    # Imported on use: plugin discovery imports this module.
+    from resumetls.options import SERVER_OPTIONS
+
+    return SERVER_OPTIONS.default(field)
+
+
 @implementer(IStreamServerEndpoint)
 class ResumingServerEndpoint:
     """
     A TLS server endpoint with a resuming context factory and the key source
-    that feeds it.  Listening registers the factory (for status pages and
-    metrics) and starts the key source (a key file's watcher and SIGHUP
-    handler); when the last of its ports stops listening, the key source
-    stops too.
+    that feeds it.  C{backlog}, C{handshake_timeout} and C{max_handshakes}
+    default to the option table's (L{resumetls.options}).
+
+    Listening registers the factory (for status pages and metrics) and
+    starts the key source (a key file's watcher and SIGHUP handler) and the
+    certificate's watch; when the last of its ports stops listening, they
+    stop too.
+
+    Connections go through L{resumetls.server.protocol.ResumingTLSFactory}
+    over a TCP port (as C{wrapServerTLS} does): a handshake timeout, a bound
+    on connections in the handshake, and an HTTP 400 for plain HTTP.
 
     @ivar context_factory: the L{resumetls.ResumingContextFactory}.
     @ivar key_source: its L{resumetls.IKeySource}.
+    @ivar certificate_watch: what reloads its certificate when the files
+        change (a L{resumetls.server.certreload.CertificateReloader}), or
+        L{None}.
     """
 
     def __init__(
@@ -48,15 +68,21 @@ class ResumingServerEndpoint:
         port: int,
         context_factory: Any,
         key_source: Any,
-        backlog: int = 50,
+        backlog: int | None = None,
         interface: str = "",
+        handshake_timeout: float | None = None,
+        max_handshakes: int | None = None,
+        certificate_watch: Any = None,
     ) -> None:
         self.reactor = reactor
         self.port = port
         self.context_factory = context_factory
         self.key_source = key_source
-        self.backlog = backlog
+        self.backlog = _default("backlog", backlog)
         self.interface = interface
+        self.handshake_timeout = _default("handshake_timeout", handshake_timeout)
+        self.max_handshakes = _default("max_handshakes", max_handshakes)
+        self.certificate_watch = certificate_watch
         self._listening = 0
 
     @classmethod
@@ -69,39 +95,116 @@ class ResumingServerEndpoint:
         """
         from resumetls.server.config import build
 
-        factory, source = build(config, reactor)
+        factory, source, watch = build(config, reactor)
         return cls(
-            reactor, config.port, factory, source, config.backlog, config.interface
+            reactor,
+            config.port,
+            factory,
+            source,
+            config.backlog,
+            config.interface,
+            handshake_timeout=config.handshake_timeout,
+            max_handshakes=config.max_handshakes,
+            certificate_watch=watch,
         )
 
     def __repr__(self) -> str:
         where = self.interface or "*"
         return f"<ResumingServerEndpoint {where}:{self.port} {self.key_source!r}>"
 
+    def tls_factory(self, protocolFactory: Any) -> Any:  # noqa: N803
+        """The TLS layer over C{protocolFactory}, as this endpoint listens with it."""
+        from resumetls.server.protocol import ResumingTLSFactory
+
+        return ResumingTLSFactory(
+            self.context_factory,
+            protocolFactory,
+            self.reactor,
+            self.handshake_timeout,
+            self.max_handshakes,
+        )
+
     def listen(self, protocolFactory: Any) -> Any:  # noqa: N803 - Twisted's name
-        from twisted.internet.endpoints import SSL4ServerEndpoint
+        from twisted.internet.endpoints import TCP4ServerEndpoint
 
         from resumetls.server import registry as _registry
 
-        endpoint = SSL4ServerEndpoint(
-            self.reactor,
-            self.port,
-            self.context_factory,
-            backlog=self.backlog,
-            interface=self.interface,
+        # A TCP4 endpoint listens on IPv6 too when the interface is an IPv6
+        # address (the port picks the family), as SSL4ServerEndpoint does.
+        endpoint = TCP4ServerEndpoint(
+            self.reactor, self.port, backlog=self.backlog, interface=self.interface
         )
 
         def listening(port: Any) -> Any:
             _registry.register(self.context_factory)
             self._listening += 1
             self.key_source.start()
+            if self.certificate_watch is not None:
+                self.certificate_watch.start()
+            self.announce(port)
             return _KeySourcePort(port, self)
 
-        return endpoint.listen(protocolFactory).addCallback(listening)
+        return endpoint.listen(self.tls_factory(protocolFactory)).addCallback(
+            listening
+        )
+
+    def secret_files(self) -> list[str]:
+        """
+        The files this listener reads that hold secrets: the TLS private key
+        and the ticket key files (never to be served, see C{--path}).
+        """
+        files = list(getattr(self.key_source, "paths", ()))
+        if self.certificate_watch is not None:
+            files.insert(0, self.certificate_watch.key)
+        return files
+
+    def describe(self, port: Any = None) -> dict[str, Any]:
+        """
+        What this listener runs with, as the fields of C{resumetls.started}:
+        where it listens, its settings, key source (which key encrypts, by
+        fingerprint), session cache backend and size, handshake timeout and
+        bound, backlog and certificate.  No secrets.
+        """
+        factory = self.context_factory
+        s = factory.settings
+        host = port.getHost() if port is not None else None
+        cache = factory.cache.stats() if factory.cache is not None else None
+        return {
+            "address": f"{host.host}:{host.port}" if host is not None else None,
+            "backlog": self.backlog,
+            "handshake_timeout": self.handshake_timeout,
+            "max_handshakes": self.max_handshakes,
+            "tickets": "on" if s.tickets else "off",
+            "session_ids": "on" if s.session_ids else "off",
+            "session_timeout": s.session_timeout,
+            "tls13_tickets": s.tls13_tickets,
+            "service": s.service,
+            "keys": self.key_source.describe(),
+            "cache": "off" if cache is None else cache.backend,
+            "cache_size": None if cache is None else cache.max_entries,
+            "certificate": None
+            if self.certificate_watch is None
+            else self.certificate_watch.describe(),
+        }
+
+    def announce(self, port: Any = None) -> None:
+        """Log C{resumetls.started}: what this listener runs with (L{describe})."""
+        _log.info(
+            "resumetls listening on {address} (backlog {backlog}): tickets "
+            "{tickets}, session IDs {session_ids}, session timeout "
+            "{session_timeout:g}s, TLS 1.3 tickets {tls13_tickets}; {keys}; "
+            "session cache {cache} (size {cache_size}); handshake timeout "
+            "{handshake_timeout:g}s, at most {max_handshakes} in the handshake; "
+            "certificate {certificate}",
+            event="resumetls.started",
+            **self.describe(port),
+        )
 
     def _port_stopped(self) -> Any:
         self._listening -= 1
         if self._listening == 0:
+            if self.certificate_watch is not None:
+                self.certificate_watch.stop()
             return self.key_source.stop()
         return None
 

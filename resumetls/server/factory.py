@@ -149,6 +149,48 @@ class ResumingContextFactory:
             f"full={stats.full_handshakes} resumed={stats.resumed}>"
         )
 
+    @property
+    def options(self) -> Any:
+        """The wrapped options new connections are made with."""
+        return self._options
+
+    def replace_certificate(self, options: Any) -> None:
+        """
+        Serve new connections with C{options} (a new certificate and key,
+        typically reloaded from files) from now on; connections already made
+        keep the context they were made with.  pyOpenSSL forbids changing a
+        used context, so a new one is built and configured like the first,
+        with the same settings, key ring, cache, hooks and counters.
+
+        The session ID context is derived from the certificate, so it
+        changes too: sessions and tickets made under the old certificate
+        get a full handshake (OpenSSL treats a session of another context
+        as a cache miss), as after a restart with the new certificate.
+
+        @raise ContextAlreadyUsedError: C{options}' context already made a
+            connection; nothing changes.
+        @raise ValueError: the new context cannot be configured; nothing
+            changes.
+        """
+        self._prepare_options(options)
+        context = options.getContext()
+        if compat.context_used(context):
+            raise ContextAlreadyUsedError(
+                "the context of the new options has already been used"
+            )
+        sid = sidcontext.compute(options, context, self.settings.service)
+        old = self.__dict__.copy()
+        self._options, self._ssl_context = options, context
+        self._certificate_from_context = sid.certificate_from_context
+        self.session_id_context = sid.value
+        try:
+            capabilities = self._configure()
+        except Exception:
+            self.__dict__.update(old)
+            raise
+        self.capabilities = capabilities
+        self.hooks.key_prefix = self.session_id_context[:16]
+
     # -- building the context ---------------------------------------------------
 
     def _prepare_options(self, options: Any) -> None:

@@ -73,7 +73,8 @@ class HandshakeHooks:
     @param cache: an L{ISessionCache} (preferably an
         L{IImmediateSessionCache}), or L{None} when session IDs are off.
     @param key_prefix: prepended to every session ID, so services sharing a
-        cache never see each other's sessions.
+        cache never see each other's sessions (C{key_prefix}; it changes
+        with the certificate, L{ResumingContextFactory.replace_certificate}).
 
     @raise TypeError: when C{cache} provides neither cache interface.
     """
@@ -89,7 +90,7 @@ class HandshakeHooks:
         self.key_ring = key_ring
         self.cache = cache
         self.counters = Counters()
-        self._key_prefix = key_prefix
+        self.key_prefix = key_prefix
         self._immediate = check_cache(cache) if cache is not None else False
 
     def stats(self) -> ResumptionStats:
@@ -109,13 +110,22 @@ class HandshakeHooks:
     def ticket_decrypt(self, conn: Any, name: bytes) -> Any:
         found = self.key_ring.decrypting_key(name)
         if found is None:
-            self.counters.tickets_rejected += 1
+            self._reject_ticket(conn)
             return None
         state = connection_state(conn)
         if state is not None:
             state.ticket_opened = True
             state.ticket_renew = found[1]
         return found
+
+    def _reject_ticket(self, conn: Any) -> None:
+        """Count a rejected ticket once a connection (see L{ConnectionState})."""
+        state = connection_state(conn)
+        if state is not None:
+            if state.ticket_rejected:
+                return
+            state.ticket_rejected = True
+        self.counters.tickets_rejected += 1
 
     # -- the session cache ----------------------------------------------------------
 
@@ -127,7 +137,7 @@ class HandshakeHooks:
             # a session ID no client will ever present would only waste room.
             return
         self.counters.sessions_stored += 1
-        key = self._key_prefix + session_id
+        key = self.key_prefix + session_id
         lifetime = min(lifetime, int(self.settings.session_timeout))
         if self._immediate:
             self.cache.store_now(key, der, lifetime)
@@ -136,7 +146,7 @@ class HandshakeHooks:
             d.addErrback(self._cache_failed, "store")
 
     def session_get(self, conn: Any, session_id: bytes) -> bytes | None:
-        key = self._key_prefix + session_id
+        key = self.key_prefix + session_id
         if self._immediate:
             der = self.cache.lookup_now(key)
         else:
@@ -194,7 +204,7 @@ class HandshakeHooks:
         if not reused:
             c.full_handshakes += 1
             if state is not None and state.ticket_opened:
-                c.tickets_rejected += 1  # named a key, but did not open or expired
+                self._reject_ticket(conn)  # named a key, but did not open or expired
             return
         if state is not None and state.ticket_opened:
             if version == TLS1_3_VERSION:

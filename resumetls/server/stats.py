@@ -178,10 +178,20 @@ class Counters:
 class ConnectionState:
     """What the handshake hooks learned about one connection's handshake."""
 
-    __slots__ = ("ticket_opened", "ticket_renew", "cache_hit", "counted", "mechanism")
+    __slots__ = (
+        "ticket_opened",
+        "ticket_renew",
+        "ticket_rejected",
+        "cache_hit",
+        "counted",
+        "mechanism",
+    )
 
     def __init__(self) -> None:
         self.ticket_opened = False
+        # Counted in tickets_rejected already: once a connection, however
+        # many ClientHellos (HelloRetryRequest) or PSK identities it sends.
+        self.ticket_rejected = False
         self.ticket_renew = False
         self.cache_hit = False
         self.counted = False

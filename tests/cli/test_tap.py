@@ -283,10 +283,12 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_what_to_serve(self):
         base = ["--certificate", self.cert, "--key", self.key]
-        _, top = self.service(*base, "--path", os.path.dirname(self.cert))
+        public = os.path.abspath(self.mktemp())
+        os.makedirs(public)
+        _, top = self.service(*base, "--path", public)
         resource = self.servers(top)[0].factory.resource
         self.assertIsInstance(resource, File)
-        self.assertEqual(resource.path, os.path.dirname(self.cert))
+        self.assertEqual(resource.path, public)
         _, top = self.service(*base, "--wsgi", f"{__name__}.wsgi_app")
         self.assertIsInstance(self.servers(top)[0].factory.resource, WSGIResource)
         _, top = self.service(*base, "--factory", f"{__name__}.echo_factory")

@@ -30,6 +30,7 @@ from resumetls import (
 from resumetls.keys.files import write_haproxy_keys
 from resumetls.server import registry as _registry
 from resumetls.server.endpoint import ResumeTLSServerParser
+from resumetls.server.protocol import ResumingTLSFactory
 
 from .. import support
 
@@ -49,17 +50,35 @@ def der(certificate):
     return certificate.public_bytes(Encoding.DER)
 
 
+def as_ssl(tcp_server):
+    """
+    What C{listenTCP} got, as C{listenSSL}'s arguments: (port, application
+    factory, context factory, backlog, interface).  Our endpoint listens on
+    TCP with our TLS layer (L{ResumingTLSFactory}) around the application.
+    """
+    port, tls, backlog, interface = tcp_server
+    assert isinstance(tls, ResumingTLSFactory), tls
+    return port, tls.wrappedFactory, tls.context_factory, backlog, interface
+
+
 class ParserTests(SynchronousTestCase):
     def setUp(self):
         self.reactor = MemoryReactorClock()
         self.cert, self.key = pem_files(self)
 
     def listen(self, description):
+        """
+        Listen on C{description}; returns the endpoint, the port, what the
+        listener got as C{listenSSL} would have (port, application factory,
+        context factory, backlog, interface) and the application factory.
+        """
         endpoint = serverFromString(self.reactor, description)
         factory = Factory.forProtocol(Protocol)
         port = self.successResultOf(endpoint.listen(factory))
-        self.assertEqual(len(self.reactor.sslServers), 1)
-        return endpoint, port, self.reactor.sslServers[0], factory
+        self.addCleanup(port.stopListening)  # its watches answer SIGHUP
+        self.assertEqual(len(self.reactor.tcpServers), 1)
+        self.assertEqual(self.reactor.sslServers, [])
+        return endpoint, port, as_ssl(self.reactor.tcpServers[0]), factory
 
     def test_listen_ssl(self):
         """Port, backlog, interface and a resuming context factory reach listenSSL."""
@@ -91,8 +110,12 @@ class ParserTests(SynchronousTestCase):
         )
         serverFromString(self.reactor, ssl_string).listen(Factory())
         ours = "resumetls" + ssl_string[len("ssl") :]
-        serverFromString(self.reactor, ours).listen(Factory())
-        plain, resuming = self.reactor.sslServers
+        port = self.successResultOf(
+            serverFromString(self.reactor, ours).listen(Factory())
+        )
+        self.addCleanup(port.stopListening)
+        [plain] = self.reactor.sslServers
+        resuming = as_ssl(self.reactor.tcpServers[0])
         self.assertEqual(
             (plain[0], plain[3], plain[4]), (resuming[0], resuming[3], resuming[4])
         )
@@ -200,7 +223,7 @@ class ParserTests(SynchronousTestCase):
         def refuse(*args, **kwargs):
             raise CannotListenError("", 8443, OSError("in use"))
 
-        self.patch(self.reactor, "listenSSL", refuse)
+        self.patch(self.reactor, "listenTCP", refuse)
         self.failureResultOf(endpoint.listen(Factory()), CannotListenError)
         self.assertFalse(endpoint.key_source.running)
 
