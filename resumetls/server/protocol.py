@@ -12,8 +12,9 @@ what a server facing the Internet needs around the handshake:
     where TLS starts with a record type) gets a short C{HTTP/1.1 400} that
     names the mistake, as nginx answers, counted as C{plain_http};
   - the transport's interfaces declared once per transport class, instead
-    of Twisted's C{directlyProvides} loop on every connection (about 15 us a
-    connection, measured); the result is the same declaration.
+    of Twisted's C{directlyProvides} calls on every connection (a loop over
+    the transport's interfaces, each call replacing the last, then one call
+    with all of them); the result is the same declaration.
 
 L{ResumingTLSProtocol.continue_handshake} drives a handshake again when
 something that paused it (a networked session cache's answer) arrives.
@@ -38,7 +39,7 @@ from twisted.protocols.tls import (
     TLSMemoryBIOFactory,
     TLSMemoryBIOProtocol,
 )
-from zope.interface import directlyProvides, implementedBy, providedBy
+from zope.interface import implementedBy, providedBy
 
 __all__ = ["PLAIN_HTTP_RESPONSE", "ResumingTLSFactory", "ResumingTLSProtocol"]
 
@@ -58,10 +59,11 @@ PLAIN_HTTP_RESPONSE = (
 # high bit set, so the two never meet.
 _PLAIN_HTTP_FIRST = frozenset(range(ord("A"), ord("Z") + 1))
 
-# Twisted's makeConnection, as known: the names it uses.  Our copy (which
-# skips its per-connection directlyProvides loop) runs only when they match.
-_KNOWN_MAKE_CONNECTION = frozenset(
-    {
+# Twisted's makeConnection (TLSMemoryBIOProtocol's, and ProtocolWrapper's,
+# which it calls), as known: the names they use.  Our copy, which declares the
+# interfaces from a per-class cache, runs only when they match.
+_KNOWN_NAMES = {
+    TLSMemoryBIOProtocol.makeConnection: {
         "Protocol",
         "ProtocolWrapper",
         "_appSendBuffer",
@@ -74,11 +76,19 @@ _KNOWN_MAKE_CONNECTION = frozenset(
         "makeConnection",
         "providedBy",
         "registerProtocol",
-    }
-)
-_SAME_MAKE_CONNECTION = (
-    frozenset(TLSMemoryBIOProtocol.makeConnection.__code__.co_names)
-    == _KNOWN_MAKE_CONNECTION
+    },
+    ProtocolWrapper.makeConnection: {
+        "Protocol",
+        "directlyProvides",
+        "factory",
+        "makeConnection",
+        "providedBy",
+        "registerProtocol",
+        "wrappedProtocol",
+    },
+}
+_SAME_MAKE_CONNECTION = all(
+    set(method.__code__.co_names) == names for method, names in _KNOWN_NAMES.items()
 )
 
 
@@ -105,35 +115,33 @@ class ResumingTLSProtocol(BufferingTLSTransport):
         self._timer = factory.clock.callLater(
             factory.handshake_timeout, self._handshake_timed_out
         )
-        if not _SAME_MAKE_CONNECTION:
+        kind = (type(transport), self._connectWrapped)
+        provides = factory.declarations.get(kind)
+        if (
+            provides is None
+            or not _SAME_MAKE_CONNECTION
+            or providedBy(transport) is not implementedBy(kind[0])
+        ):
+            # Twisted's own; the declaration it leaves depends only on the
+            # transport's class when the transport declares nothing itself.
             super().makeConnection(transport)
+            if providedBy(transport) is implementedBy(kind[0]):
+                factory.declarations[kind] = self.__provides__
             return
-        # Twisted's TLSMemoryBIOProtocol.makeConnection, with its loop of
-        # directlyProvides (each call replaces the last: what stays is the
-        # transport's last interface) done once per transport class and
-        # the resulting declaration shared, as zope shares it anyway.
+        # Twisted's TLSMemoryBIOProtocol.makeConnection and the
+        # ProtocolWrapper.makeConnection it calls, step for step, with their
+        # directlyProvides calls (each replacing the last) replaced by the
+        # declaration they left on the first connection of this class.
         self._tlsConnection = factory._creatorCallable(self)
         self._appSendBuffer = []
-        self._declare_interfaces(transport)
+        self.__provides__ = provides
         Protocol.makeConnection(self, transport)
         factory.registerProtocol(self)
         if self._connectWrapped:
-            ProtocolWrapper.makeConnection(self, transport)
+            Protocol.makeConnection(self, transport)
+            factory.registerProtocol(self)
+            self.wrappedProtocol.makeConnection(self)
         self._checkHandshakeStatus()
-
-    def _declare_interfaces(self, transport: Any) -> None:
-        cache = self.factory.declarations
-        kind = type(transport)
-        provides = cache.get(kind)
-        declared = providedBy(transport)
-        if provides is not None and declared is implementedBy(kind):
-            self.__provides__ = provides
-            return
-        for interface in declared:
-            directlyProvides(self, interface)
-        if declared is implementedBy(kind):
-            # Only what the class declares: the same for every transport of it.
-            cache[kind] = self.__provides__
 
     def _checkHandshakeStatus(self) -> None:  # noqa: N802 - Twisted's name
         super()._checkHandshakeStatus()
