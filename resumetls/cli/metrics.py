@@ -64,6 +64,12 @@ class ResumptionCollector:
             "OpenSSL's built-in cache",
             labels=["service", "feature"],
         )
+        closed = CounterMetricFamily(
+            "resumetls_connections_closed",
+            "Connections the TLS layer closed before a handshake: no handshake "
+            "within the timeout, over the bound of handshakes at once, plain HTTP",
+            labels=["service", "reason"],
+        )
         cache_max = GaugeMetricFamily(
             "resumetls_cache_max_entries",
             "Size bound of the session cache",
@@ -87,6 +93,12 @@ class ResumptionCollector:
                 ("cache_late", s.cache_lookups_late),
             ):
                 errors.add_metric([svc, kind], value)
+            for reason, value in (
+                ("handshake_timeout", s.handshake_timeouts),
+                ("too_many_handshakes", s.handshakes_refused),
+                ("plain_http", s.plain_http),
+            ):
+                closed.add_metric([svc, reason], value)
             caps = factory.capabilities
             capabilities.add_metric([svc, "custom_tickets"], int(caps.custom_tickets))
             capabilities.add_metric([svc, "external_cache"], int(caps.external_cache))
@@ -120,6 +132,7 @@ class ResumptionCollector:
             errors,
             capabilities,
             cache_max,
+            closed,
         )
 
 
