@@ -74,6 +74,13 @@ class Options(usage.Options):
             "Serve Prometheus metrics on this endpoint (a bare port means "
             "127.0.0.1 only).",
         ],
+        [
+            "workers",
+            None,
+            "1",
+            "Worker processes serving the listeners (auto: one per CPU); they "
+            "share one session cache and one set of ticket keys.",
+        ],
     ]
     optFlags = SERVER_OPTIONS.usage_flags()
 
@@ -159,6 +166,14 @@ class Options(usage.Options):
             self.metrics_endpoint = loopback_endpoint(self["metrics"])
         else:
             self.metrics_endpoint = None
+        from resumetls.workers.plan import listener_configs, worker_count
+
+        try:
+            self.workers = worker_count(self["workers"])
+            if self.workers > 1:
+                listener_configs(self)
+        except ConfigError as e:
+            raise _ValueRefused(str(e)) from None
 
     def _secret_files(self) -> list[str]:
         """The private keys and ticket key files of our listeners."""
@@ -267,6 +282,10 @@ def makeService(options: Options) -> service.MultiService:  # noqa: N802
 
     from resumetls.server import registry as _registry
 
+    if options.workers > 1:
+        from resumetls.workers.supervisor import workers_service
+
+        return workers_service(options)
     top = service.MultiService()
     app = protocol_factory(options.what, options.target, reactor)
     for description, endpoint in options.listeners:
