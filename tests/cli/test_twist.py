@@ -27,6 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import Site
 
 from resumetls import TicketKey
+from resumetls.cache.urls import known_schemes
 from resumetls.cli import tap as _tap
 from resumetls.cli.demo import DemoPage
 from resumetls.keys.files import write_haproxy_keys
@@ -415,8 +416,15 @@ class OptionErrorTests(SynchronousTestCase):
             self.error("--port", "http"), "--port must be a number, not 'http'"
         )
         self.assertEqual(
-            self.error("--session-cache", "redis://127.0.0.1"),
-            "unknown session cache 'redis://127.0.0.1'; known: memory://",
+            self.error("--session-cache", "memcached://127.0.0.1"),
+            "unknown session cache 'memcached://127.0.0.1'; known: "
+            + known_schemes(),
+        )
+        self.assertEqual(
+            self.error("--session-cache", "redis://127.0.0.1/0?colour=red"),
+            "session cache 'redis://127.0.0.1/0?colour=red': unknown parameter "
+            "colour; redis:// knows: ca, db, password_env, password_file, prefix, "
+            "seal_key_file, size, timeout",
         )
         self.assertEqual(
             self.error("--certificate", cert),
@@ -508,8 +516,9 @@ class OptionErrorTests(SynchronousTestCase):
                 "not name an object)",
             ),
             (
-                ["--session-cache", "redis://127.0.0.1"],
-                "unknown session cache 'redis://127.0.0.1'; known: memory://",
+                ["--session-cache", "memcached://127.0.0.1"],
+                "unknown session cache 'memcached://127.0.0.1'; known: "
+                + known_schemes(),
             ),
         ]
         for argv, message in cases:
