@@ -5,8 +5,10 @@ this process (the real subprocess is in C{test_twist}).
 
 from __future__ import annotations
 
+import io
 import os
 import signal
+import sys
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -26,7 +28,7 @@ from resumetls import (
 )
 from resumetls.cli import tap as _tap
 from resumetls.cli.demo import DemoPage
-from resumetls.keys.files import write_haproxy_keys
+from resumetls.keys.files import write_haproxy_keys, write_nginx_key
 
 from .. import support
 
@@ -138,6 +140,113 @@ class OptionsTests(SynchronousTestCase):
         self.assertIsInstance(source, KeyFileSource)
         self.assertEqual(source.path, keyfile)
         self.assertFalse(source.running)  # started when the port listens
+
+    def test_repeated_ticket_keys(self):
+        """
+        --ticket-keys new.key --ticket-keys old.key: nginx's rule, the first
+        encrypts and the others decrypt (only the last was kept before).
+        """
+        keys = [TicketKey.generate() for _ in range(2)]
+        paths = []
+        for name, key in zip(("new.key", "old.key"), keys, strict=True):
+            paths.append(os.path.join(os.path.dirname(self.key), name))
+            write_nginx_key(paths[-1], key)
+        options = self.options(
+            "--certificate", self.cert, "--key", self.key,
+            "--ticket-keys", paths[0], "--ticket-keys", paths[1],
+        )  # fmt: skip
+        self.assertEqual(options.config.ticket_keys, tuple(paths))
+        source = options.listeners[0][1].key_source
+        self.assertEqual(source.paths, tuple(paths))
+        self.assertEqual(source.key_ring.encrypting_key(), keys[0])
+        self.assertEqual(source.key_ring.decrypting_key(keys[1].name), (keys[1], True))
+        self.assertEqual(
+            self.error("--ticket-keys", paths[0], "--ticket-keys", "/no/old.key"),
+            "--ticket-keys: /no/old.key: no such file",
+        )
+        self.assertIn("--ticket-keys", str(_tap.Options()))
+        self.assertIn(
+            "--ticket-keys does not apply with --listen",
+            self.error("--listen", "resumetls:8443", "--ticket-keys", paths[0]),
+        )
+
+    def test_listener_limits(self):
+        """--backlog (511 by default, as nginx), the handshake timeout and bound."""
+        endpoint = self.options("--certificate", self.cert, "--key", self.key)
+        endpoint = endpoint.listeners[0][1]
+        self.assertEqual(
+            (endpoint.backlog, endpoint.handshake_timeout, endpoint.max_handshakes),
+            (511, 10.0, 1024),
+        )
+        endpoint = self.options(
+            "--certificate", self.cert, "--key", self.key, "--backlog", "2048",
+            "--handshake-timeout", "2.5", "--max-handshakes", "64",
+        ).listeners[0][1]  # fmt: skip
+        self.assertEqual(
+            (endpoint.backlog, endpoint.handshake_timeout, endpoint.max_handshakes),
+            (2048, 2.5, 64),
+        )
+        self.assertEqual(
+            self.error("--backlog", "0"), "--backlog must be between 1 and 65535, not '0'"
+        )
+        self.assertEqual(
+            self.error("--handshake-timeout", "0"),
+            "--handshake-timeout must be between 0.1 and 3600, not '0'",
+        )
+
+    def test_path_holding_secrets(self):
+        """
+        --path refuses a directory that holds the private key or a ticket
+        key file it uses, anywhere below it (the documented `--path .` served
+        key.pem to anyone).
+        """
+        top = os.path.dirname(os.path.dirname(self.key))
+        keyfile = os.path.abspath(self.mktemp())
+        write_haproxy_keys(keyfile, [TicketKey.generate() for _ in range(3)])
+        tls = ["--certificate", self.cert, "--key", self.key]
+        for directory, secret in (
+            (os.path.dirname(self.key), self.key),
+            (top, self.key),
+            (os.path.dirname(keyfile), keyfile),
+        ):
+            self.assertEqual(
+                self.error(*tls, "--ticket-keys", keyfile, "--path", directory),
+                f"--path {directory}: refusing to serve a directory that holds "
+                f"{secret}, a secret this server uses (anyone could download it); "
+                "keep keys outside the directory served, or serve a subdirectory "
+                "without them",
+            )
+        link = os.path.abspath(self.mktemp())
+        os.symlink(os.path.dirname(self.key), link)
+        self.assertIn("refusing to serve", self.error(*tls, "--path", link))
+        public = os.path.join(os.path.dirname(self.key), "public")
+        os.makedirs(public)
+        self.assertEqual(self.options(*tls, "--path", public).target, public)
+
+    def test_private_key_mode(self):
+        """A key others may read is refused with the chmod; group may read it."""
+        os.chmod(self.key, 0o644)
+        self.assertEqual(
+            self.error("--certificate", self.cert, "--key", self.key),
+            f"{self.key} is readable by others (mode 0644); a TLS private key is "
+            f"a secret: run `chmod o-rwx {self.key}` (its group may read it, not "
+            "others)",
+        )
+        os.chmod(self.key, 0o640)
+        self.options("--certificate", self.cert, "--key", self.key)
+
+    def test_version(self):
+        """--version prints resumetls's version (it printed Twisted's)."""
+        import twisted
+        from resumetls import __version__
+
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        e = self.assertRaises(SystemExit, self.options, "--version")
+        self.assertEqual(e.code, 0)
+        self.assertEqual(
+            out.getvalue(), f"resumetls {__version__} (Twisted {twisted.__version__})\n"
+        )
 
     def test_listen(self):
         """--listen strings: resumetls: ones built now, others kept for later."""

@@ -26,7 +26,8 @@ from resumetls import (
 )
 from resumetls.keys import sighup as _sighup
 from resumetls.keys import sources as _sources
-from resumetls.keys.files import KeyFileError, write_haproxy_keys
+from resumetls.keys.files import KeyFileError, write_haproxy_keys, write_nginx_key
+from resumetls.keys.sources import load_key_files
 from resumetls.testing.keysource_contract import KeySourceContractMixin
 
 from .test_ring import EventsMixin, secret_texts
@@ -304,3 +305,130 @@ class RegistryTests(SynchronousTestCase):
         register_key_source("nothing", lambda location, clock, policy: object())
         e = self.assertRaises(TypeError, key_source_from_spec, "nothing:x", Clock())
         self.assertEqual(str(e), "the nothing: key source did not make an IKeySource")
+
+
+def nginx_file(testcase, name):
+    """An nginx key file (one key) called C{name}: (path, key)."""
+    directory = os.path.abspath(testcase.mktemp())
+    os.makedirs(directory)
+    path = os.path.join(directory, name)
+    key = TicketKey.generate()
+    write_nginx_key(path, key)
+    return path, key
+
+
+class SeveralKeyFilesTests(EventsMixin, SynchronousTestCase):
+    """
+    Key files listed as nginx lists them: the first file's key encrypts, the
+    others decrypt only, all reloaded together (only the last file was kept
+    before).
+    """
+
+    def test_roles(self):
+        new_path, new = nginx_file(self, "new.key")
+        old_path, old = nginx_file(self, "old.key")
+        haproxy, (a, b, c) = key_file(self)
+        keys = load_key_files([new_path, old_path, haproxy])
+        self.assertEqual(keys.encrypting, new)
+        self.assertEqual(keys.decrypt_only, (old, b, a, c))
+        self.assertEqual(keys.pending, ())
+        # A HAProxy file first keeps its own roles.
+        keys = load_key_files([haproxy, new_path])
+        self.assertEqual((keys.encrypting, keys.decrypt_only), (b, (a, new)))
+        self.assertEqual(keys.pending, (c,))
+        self.assertEqual(load_key_files(new_path).encrypting, new)
+
+    def test_same_name_twice(self):
+        new_path, new = nginx_file(self, "new.key")
+        other, _ = nginx_file(self, "other.key")
+        write_nginx_key(other, TicketKey(new.name, os.urandom(32), os.urandom(32)))
+        e = self.assertRaises(KeyFileError, load_key_files, [new_path, other])
+        self.assertIn("two different keys share the name", str(e))
+        self.assertEqual(load_key_files([new_path, new_path]).decrypt_only, ())
+
+    def test_source(self):
+        """From a list or from one text with commas: one source, first encrypts."""
+        new_path, new = nginx_file(self, "new.key")
+        old_path, old = nginx_file(self, "old.key")
+        for spec in ([new_path, old_path], f"{new_path},{old_path}"):
+            source = key_source_from_spec(spec, Clock())
+            self.assertIsInstance(source, KeyFileSource)
+            self.assertEqual(source.paths, (new_path, old_path))
+            self.assertEqual(source.path, new_path)
+            ring = source.key_ring
+            self.assertEqual(ring.encrypting_key(), new)
+            self.assertEqual(ring.decrypting_key(old.name), (old, True))
+            self.assertEqual(ring.decrypting_key(new.name), (new, False))
+        self.assertEqual(
+            source.describe(),
+            f"ticket keys from {new_path}, {old_path} (the first file's key "
+            "encrypts, the others decrypt only, as nginx; reloaded on SIGHUP and "
+            f"when one changes): {new.fingerprint} from {new_path} encrypts, "
+            "1 decrypt only, 0 pending",
+        )
+
+    def test_reloaded_together(self):
+        """
+        A change to any file reloads them all; SIGHUP too; one broken file
+        is refused and the keys in use stay.
+        """
+        immediate_sighup(self)
+        events = self.capture_events()
+        clock = Clock()
+        new_path, new = nginx_file(self, "new.key")
+        old_path, old = nginx_file(self, "old.key")
+        source = KeyFileSource.open([new_path, old_path], clock, interval=2)
+        ring = source.key_ring
+        source.start()
+        self.addCleanup(source.stop)
+        older = TicketKey.generate()
+        write_nginx_key(old_path, older)
+        clock.advance(2)
+        self.assertEqual(source.reloads, 1)
+        self.assertEqual(ring.encrypting_key(), new)
+        self.assertEqual(ring.decrypting_key(older.name), (older, True))
+        self.assertIsNone(ring.decrypting_key(old.name))
+        newest = TicketKey.generate()
+        write_nginx_key(new_path, newest)
+        signal.getsignal(signal.SIGHUP)(signal.SIGHUP, None)
+        self.assertEqual(source.reloads, 2)
+        self.assertEqual(ring.encrypting_key(), newest)
+        clock.advance(2)  # SIGHUP saw the change already
+        self.assertEqual(source.reloads, 2)
+        with open(old_path, "wb") as f:
+            f.write(b"short")
+        clock.advance(2)
+        self.assertEqual(source.refusals, 1)
+        self.assertEqual(ring.encrypting_key(), newest)
+        self.assertEqual(ring.decrypting_key(older.name), (older, True))
+        [refused] = self.named(events, "resumetls.keys.reload_refused")
+        self.assertIn(old_path, refused["reason"])
+        reloaded = self.named(events, "resumetls.keys.reloaded")
+        self.assertEqual(reloaded[-1]["fingerprint"], newest.fingerprint)
+
+    def test_specs(self):
+        """Commas separate key files; other sources cannot be listed."""
+        new_path, _ = nginx_file(self, "new.key")
+        old_path, _ = nginx_file(self, "old.key")
+        self.assertEqual(
+            _sources.split_specs(f"{new_path},{old_path},"), [new_path, old_path]
+        )
+        self.assertEqual(_sources.split_specs(""), [])
+        comma = os.path.join(os.path.dirname(new_path), "a,b.key")
+        write_nginx_key(comma, TicketKey.generate())
+        self.assertEqual(_sources.split_specs(comma), [comma])
+        self.patch(_sources, "_SCHEMES", dict(_sources._SCHEMES))
+        register_key_source("fleet", _FleetSource)
+        self.assertEqual(_sources.split_specs("fleet://a,b"), ["fleet://a,b"])
+        e = self.assertRaises(
+            KeySourceError, _sources.checked_specs, [new_path, "fleet://a"]
+        )
+        self.assertEqual(
+            str(e),
+            "'fleet://a' cannot be listed with other ticket key sources: only key "
+            "files can be listed (the first encrypts, the others decrypt only)",
+        )
+        self.assertEqual(
+            _sources.checked_specs([new_path, f"file:{old_path}"]),
+            (new_path, f"file:{old_path}"),
+        )

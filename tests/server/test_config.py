@@ -566,6 +566,38 @@ class BuildTests(SynchronousTestCase):
         self.assertIn("chmod 600", str(e))
         self.assertIn(keyfile, str(e))
 
+    def test_private_key_mode(self):
+        """
+        A TLS private key others may read or write is refused with the chmod
+        that fixes it (it was accepted silently); its group may read it
+        (Debian's ssl-cert convention), not write it.
+        """
+        cert, key = pem_files(self)
+        config = parse({"certKey": cert, "privateKey": key}, ENDPOINT_NAMES, "")
+        for mode, message in (
+            (0o644, f"{key} is readable by others (mode 0644)"),
+            (0o602, f"{key} is writable by others (mode 0602)"),
+            (0o660, f"{key} is writable by its group (mode 0660)"),
+        ):
+            os.chmod(key, mode)
+            e = self.assertRaises(ConfigError, build, config, Clock())
+            fix = "g-w,o-rwx" if mode & 0o020 else "o-rwx"
+            self.assertEqual(
+                str(e),
+                f"{message}; a TLS private key is a secret: run `chmod {fix} "
+                f"{key}` (its group may read it, not others)",
+            )
+        for mode in (0o640, 0o600, 0o400):
+            os.chmod(key, mode)
+            factory, _, _ = build(config, Clock())
+            self.assertIsNotNone(factory.getContext())
+        # A file without a key says so, whatever its mode.
+        os.chmod(cert, 0o644)
+        e = self.assertRaises(
+            ConfigError, build, parse({"privateKey": cert}, ENDPOINT_NAMES, ""), Clock()
+        )
+        self.assertEqual(str(e), f"{cert} does not hold an unencrypted PEM private key")
+
     def test_mismatched_key(self):
         cert, _ = pem_files(self)
         _, other = pem_files(self, "rsa")

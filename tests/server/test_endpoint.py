@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IStreamServerEndpointStringParser
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -27,7 +28,7 @@ from resumetls import (
     ResumingServerEndpoint,
     TicketKey,
 )
-from resumetls.keys.files import write_haproxy_keys
+from resumetls.keys.files import write_haproxy_keys, write_nginx_key
 from resumetls.server import registry as _registry
 from resumetls.server.endpoint import ResumeTLSServerParser
 from resumetls.server.protocol import ResumingTLSFactory
@@ -98,6 +99,66 @@ class ParserTests(SynchronousTestCase):
         )
         self.assertEqual(context.cache.stats().max_entries, 9)
         self.assertIn(context, _registry.factories())
+
+    def test_listener_limits(self):
+        """
+        The backlog is 511 unless given (nginx's; Twisted's 50 overflowed
+        under 200 clients); the handshake timeout and bound reach the TLS
+        layer.
+        """
+        endpoint, _, (_, _, _, backlog, _), _ = self.listen(
+            f"resumetls:9443:privateKey={self.key}:certKey={self.cert}"
+        )
+        self.assertEqual(backlog, 511)
+        tls = self.reactor.tcpServers[0][1]
+        self.assertEqual((tls.handshake_timeout, tls.max_handshakes), (10.0, 1024))
+        self.reactor.tcpServers.clear()
+        _, _, (_, _, _, backlog, _), _ = self.listen(
+            f"resumetls:9443:privateKey={self.key}:certKey={self.cert}"
+            ":backlog=1024:handshakeTimeout=3:maxHandshakes=5"
+        )
+        tls = self.reactor.tcpServers[0][1]
+        self.assertEqual(
+            (backlog, tls.handshake_timeout, tls.max_handshakes), (1024, 3.0, 5)
+        )
+
+    def test_started_event(self):
+        """
+        Listening logs C{resumetls.started}: address, backlog, key source
+        (which file's key encrypts, by fingerprint), cache backend and size,
+        handshake timeout and bound, certificate; no secrets.
+        """
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        directory = os.path.dirname(self.key)
+        new, old = TicketKey.generate(), TicketKey.generate()
+        write_nginx_key(os.path.join(directory, "new.key"), new)
+        write_nginx_key(os.path.join(directory, "old.key"), old)
+        new_path = os.path.join(directory, "new.key")
+        old_path = os.path.join(directory, "old.key")
+        self.listen(
+            f"resumetls:9443:interface=127.0.0.1:privateKey={self.key}"
+            f":certKey={self.cert}:ticketKeys={new_path},{old_path}"
+            ":sessionCache=memory\\://?size=77:handshakeTimeout=4"
+        )
+        [started] = [e for e in events if e.get("event") == "resumetls.started"]
+        self.assertTrue(started["address"].endswith(":9443"))  # the fake reactor's host
+        self.assertEqual(started["backlog"], 511)
+        self.assertEqual(
+            (started["cache"], started["cache_size"]), ("memory", 77)
+        )
+        self.assertEqual(
+            (started["handshake_timeout"], started["max_handshakes"]), (4.0, 1024)
+        )
+        self.assertIn(f"{new.fingerprint} from {new_path} encrypts", started["keys"])
+        self.assertTrue(started["certificate"].endswith(f" from {self.cert}"))
+        text = formatEvent(started)
+        self.assertIn("backlog 511", text)
+        self.assertIn("handshake timeout 4s", text)
+        for key in (new, old):
+            for secret in (key.hmac_key, key.aes_key):
+                self.assertNotIn(secret.hex(), repr(started))
 
     def test_from_ssl_string(self):
         """

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 
+from prometheus_client import generate_latest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import ITCPTransport
@@ -25,6 +26,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import directlyProvides, providedBy
 
 from resumetls import ResumingServerEndpoint
+from resumetls.cli.metrics import metrics_registry
 from resumetls.server.config import ServerConfig
 from resumetls.server.protocol import PLAIN_HTTP_RESPONSE
 
@@ -119,6 +121,14 @@ class TLSLayerTests(TestCase):
             self.assertEqual(self.stats(endpoint).handshake_timeouts, 1)
             self.assertEqual(self.stats(endpoint).full_handshakes, 1)
             await poll(lambda: self.tls.handshaking == 0)
+            text = generate_latest(
+                metrics_registry(lambda: [endpoint.context_factory])
+            ).decode()
+            self.assertIn(
+                'resumetls_connections_closed_total{reason="handshake_timeout",'
+                'service="default"} 1.0',
+                text,
+            )
 
         return ensureDeferred(run())
 
