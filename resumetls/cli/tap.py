@@ -283,7 +283,7 @@ def makeService(options: Options) -> service.MultiService:  # noqa: N802
     from resumetls.server import registry as _registry
 
     if options.workers > 1:
-        from resumetls.workers.supervisor import workers_service
+        from resumetls.workers.service import workers_service
 
         return workers_service(options)
     top = service.MultiService()

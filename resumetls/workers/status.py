@@ -197,8 +197,8 @@ class _Totals:
         def build(cls: Any, data: Any) -> Any:
             if data is None:
                 return None
-            names = attrs.fields_dict(cls)
-            return cls(**{k: v for k, v in data.items() if k in names})
+            # A figure a worker did not send (an older one) counts as 0.
+            return cls(**{k: data.get(k, 0) for k in attrs.fields_dict(cls)})
 
         fields = dict(stats)
         fields["cache"] = build(CacheStats, stats.get("cache"))

@@ -36,6 +36,13 @@ def _wait(what: str, check, timeout: float = 30.0, proc=None):
     raise AssertionError(f"timed out waiting for {what}\n{output}")
 
 
+def _scrape(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=20) as r:
+        return r.read().decode()
+
+
 def _gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -120,8 +127,12 @@ class SessionsCrossWorkersTests(_Workers, TestCase):
     """Every returning client resumes, whichever worker it lands on."""
 
     def test_tickets(self):
-        """TLS 1.2 and TLS 1.3 tickets (keys rotated by the parent, shared)."""
-        self.start()
+        """
+        TLS 1.2 and TLS 1.3 tickets (keys rotated by the parent, shared);
+        the parent's one metrics endpoint counts every worker's handshakes.
+        """
+        metrics = support.free_port()
+        self.start("--metrics", str(metrics))
         tmp = self.mktemp()
         os.makedirs(tmp)
         for version, mechanism in (
@@ -131,6 +142,23 @@ class SessionsCrossWorkersTests(_Workers, TestCase):
             answers = self.resume_many(version, os.path.join(tmp, version))
             self.assertCrossWorkers(answers, mechanism)
             self.assertEqual(len({a["server"]["key"] for a in answers}), 1)
+        text = _scrape(metrics)
+        for kind, n in (
+            ("full", 2),
+            ("ticket_tls12", ROUNDS),
+            ("ticket_tls13", ROUNDS),
+        ):
+            self.assertIn(
+                f'resumetls_handshakes_total{{kind="{kind}",service="default"}} {n}.0',
+                text,
+            )
+            per_worker = re.findall(
+                rf'resumetls_worker_handshakes_total{{kind="{kind}",worker="\d"}} '
+                r"(\d+)",
+                text,
+            )
+            self.assertEqual(sum(int(v) for v in per_worker), n, kind)
+        self.assertIn("resumetls_workers 2.0", text)
 
     def test_session_ids(self):
         """
