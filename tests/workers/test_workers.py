@@ -265,3 +265,57 @@ class SupervisionTests(_Workers, TestCase):
         proc.wait(10)
         for pid in self.pids.values():
             _wait(f"orphaned worker {pid} to end", lambda pid=pid: _gone(pid))
+
+
+class SeparateProcessesTests(TestCase):
+    def test_lmdb_url(self):
+        """
+        Two separate servers (no --workers) with one lmdb:// cache and one
+        certificate resume each other's TLS 1.2 sessions by ID; its sealing
+        key comes from their TLS key, so neither writes it anywhere.
+        """
+        tmp = os.path.abspath(self.mktemp())
+        cert, key = support.write_pem(tmp, *support.certificate())
+        cache = os.path.join(tmp, "cache")
+        ports = [support.free_port(), support.free_port()]
+        for port in ports:
+            support.start_process(
+                self,
+                [
+                    "-m",
+                    "twisted",
+                    "resumetls",
+                    "--port",
+                    str(port),
+                    "--interface",
+                    "127.0.0.1",
+                    "--certificate",
+                    cert,
+                    "--key",
+                    key,
+                    "--no-tickets",
+                    "--session-cache",
+                    f"lmdb://{cache}",
+                    "--factory",
+                    "tests.workers.app.WhoFactory",
+                ],
+                port,
+            )
+        session = os.path.join(tmp, "session")
+        first = parse_s_client(
+            run_s_client(ports[0], ["-tls1_2", "-sess_out", session], REQUEST)
+        )
+        self.assertFalse(first["reused"])
+        other = parse_s_client(
+            run_s_client(ports[1], ["-tls1_2", "-sess_in", session], REQUEST)
+        )
+        self.assertTrue(other["reused"])
+        self.assertEqual(other["server"]["mechanism"], "session_id")
+        self.assertNotEqual(other["server"]["pid"], first["server"]["pid"])
+        with open(key, "rb") as f:
+            from resumetls.cache.seal import derive_key
+
+            sealing_key = derive_key(f.read(), b"sessions")
+        for name in os.listdir(cache):
+            with open(os.path.join(cache, name), "rb") as f:
+                self.assertNotIn(sealing_key, f.read())
