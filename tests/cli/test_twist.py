@@ -647,3 +647,117 @@ class EndpointTests(TestCase):
         )
         self.assertIn("unknown option bogus; known:", str(e))
         self.assertIn("privateKey", str(e))
+
+
+class OperatorTests(TestCase):
+    """What an operator coming from nginx expects of a real process."""
+
+    timeout = 120
+
+    def run_command(self, *argv):
+        return subprocess.run(
+            [sys.executable, *argv],
+            env=support.environment(os.path.abspath(self.mktemp())),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def test_versions(self):
+        """Both commands print resumetls's version."""
+        from resumetls import __version__
+
+        out = self.run_command("-m", "resumetls", "--version")
+        self.assertEqual((out.returncode, out.stdout), (0, f"resumetls {__version__}\n"))
+        out = self.run_command(*twist("resumetls", "--version"))
+        self.assertEqual(out.returncode, 0)
+        self.assertTrue(out.stdout.startswith(f"resumetls {__version__} (Twisted "))
+
+    def test_refused_files(self):
+        """
+        `--path .` beside the key (the README's old example) and a key others
+        may read: one line, exit status 64.
+        """
+        cert, key = pem_files(self)
+        directory = os.path.dirname(key)
+        out = self.run_command(
+            *twist("resumetls", "--certificate", cert, "--key", key, "--path", directory)
+        )
+        self.assertEqual(out.returncode, 64)
+        self.assertEqual(out.stderr.count("\n"), 1, out.stderr)
+        self.assertTrue(
+            out.stderr.startswith(
+                f"Error: --path {directory}: refusing to serve a directory that "
+                f"holds {key}"
+            ),
+            out.stderr,
+        )
+        os.chmod(key, 0o604)
+        out = self.run_command(*twist("resumetls", "--certificate", cert, "--key", key))
+        self.assertEqual(
+            (out.returncode, out.stderr),
+            (
+                64,
+                f"Error: {key} is readable by others (mode 0604); a TLS private key "
+                f"is a secret: run `chmod o-rwx {key}` (its group may read it, not "
+                "others)\n",
+            ),
+        )
+
+    def test_web_listen_example_refuses_the_key(self):
+        """examples/web_listen.sh will not serve the directory holding the key."""
+        cert, key = pem_files(self)
+        out = subprocess.run(
+            ["sh", os.path.join(support.ROOT, "examples", "web_listen.sh"), cert, key,
+             os.path.dirname(key)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        self.assertEqual(
+            (out.returncode, out.stderr),
+            (
+                64,
+                f"refusing to serve {os.path.dirname(key)}: it holds the private "
+                f"key {key}\n",
+            ),
+        )
+
+    def test_start_up_and_plain_http(self):
+        """
+        The start-up log says what the server runs with (resumetls.started);
+        plain HTTP to the TLS port gets the HTTP 400 that names the mistake.
+        """
+
+        async def run():
+            cert, key = pem_files(self)
+            port = free_port()
+            proc = serve(self, port, cert, key, "--backlog", "300")
+
+            def plain_http():
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                    data = b""
+                    while chunk := s.recv(4096):
+                        data += chunk
+                    return data
+
+            answer = await deferToThread(plain_http)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"))
+            self.assertIn(b"The plain HTTP request was sent to HTTPS port", answer)
+            status = json.loads(
+                (await deferToThread(https_get, port, "/status.json"))[1]
+            )["server"]
+            self.assertEqual(status["plain_http"], 1)
+            started = [
+                json.loads(line)
+                for line in support.read_output(proc).splitlines()
+                if '"resumetls.started"' in line
+            ]
+            self.assertEqual(len(started), 1, support.read_output(proc))
+            event = started[0]
+            self.assertEqual(event["backlog"], 300)
+            self.assertEqual(event["handshake_timeout"], 10.0)
+            self.assertEqual((event["cache"], event["cache_size"]), ("memory", 20480))
+            self.assertTrue(event["keys"].startswith("ticket keys generated in memory"))
+            self.assertTrue(event["certificate"].endswith(f" from {cert}"))
+
+        return ensureDeferred(run())
