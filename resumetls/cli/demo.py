@@ -1,24 +1,50 @@
 """
-The demo page: for the connection that carried the request, its TLS version,
-cipher, whether it was resumed and how; and the server's counters.  C{GET /}
-is HTML, C{GET /status.json} the same as JSON.  Every response closes its
-connection, so reloading the page makes a new TLS connection, which resumes.
+The demo page: for the connection that carried the request, whether it was
+resumed and how, in words, with its TLS version and cipher; what resumption
+saved; and the server's figures, grouped and named (the HTML is built in
+L{resumetls.cli.demopage}).  C{GET /} is HTML, C{GET /status.json} the same
+as JSON.  Every response closes its connection (HTTP/1.1: C{Connection:
+close}; HTTP/2: a GOAWAY once the response is out), so reloading the page
+makes a new TLS connection, which resumes.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from typing import Any
 
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from resumetls.cli import demopage
+from resumetls.openssl import compat
 from resumetls.server.stats import (
     describe_mechanism,
     resumption_info,
     serving_factory,
 )
+
+# An HTTP/2 connection is closed (GOAWAY) once it has been idle this long
+# after a response: long enough for the response to be written out.
+H2_LINGER = 0.25
+
+
+def _tls_transport(request: Any) -> Any:
+    """The transport under C{request}'s connection (HTTP/1.1 or HTTP/2)."""
+    h2 = compat.http2_connection(request.channel)
+    return h2.transport if h2 is not None else request.transport
+
+
+def _protocol(transport: Any) -> str | None:
+    """The protocol ALPN negotiated (C{"h2"}, C{"http/1.1"}), if any."""
+    negotiated = getattr(transport, "negotiatedProtocol", None)
+    return negotiated.decode("ascii", "replace") if negotiated else None
+
+
+def _http_version(request: Any) -> str | None:
+    """The request's HTTP version: C{"HTTP/1.1"}, C{"HTTP/2"}."""
+    proto = getattr(request, "clientproto", None)
+    return proto.decode("ascii", "replace") if proto else None
 
 
 def status(request: Any) -> dict[str, Any]:
@@ -27,9 +53,10 @@ def status(request: Any) -> dict[str, Any]:
     (C{--listen tcp:…}) it says so, and shows the counters of the process's
     one resuming listener if there is exactly one.
     """
+    transport = _tls_transport(request)
     try:
-        info = resumption_info(request.transport)
-        factory = serving_factory(request.transport)
+        info = resumption_info(transport)
+        factory = serving_factory(transport)
     except TypeError:
         data: dict[str, Any] = {
             "connection": {
@@ -39,6 +66,8 @@ def status(request: Any) -> dict[str, Any]:
                 "resumed": False,
                 "mechanism": None,
                 "mechanism_description": describe_mechanism(None),
+                "protocol": None,
+                "http_version": _http_version(request),
             }
         }
         from resumetls.server import registry as _registry
@@ -54,10 +83,20 @@ def status(request: Any) -> dict[str, Any]:
                 "resumed": info.resumed,
                 "mechanism": info.mechanism,
                 "mechanism_description": describe_mechanism(info.mechanism),
+                "protocol": _protocol(transport),
+                "http_version": _http_version(request),
             }
         }
     if factory is not None:
         data["server"] = factory.stats().as_dict()
+        server = data["server"]
+        total = server["full_handshakes"] + server["resumed"]
+        data["summary"] = {
+            "handshakes": total,
+            "resumed": server["resumed"],
+            "resumed_share": server["resumed"] / total if total else None,
+            "saved": demopage.saved_line(server),
+        }
         caps = factory.capabilities
         data["capabilities"] = {
             "custom_tickets": caps.custom_tickets,
@@ -68,8 +107,17 @@ def status(request: Any) -> dict[str, Any]:
 
 
 def _close(request: Any) -> None:
-    request.setHeader(b"connection", b"close")
+    """
+    Close the connection once this response is out: C{Connection: close} in
+    HTTP/1.1; in HTTP/2, whose connections carry many requests, the
+    connection sends a GOAWAY and closes once idle for L{H2_LINGER} seconds.
+    """
     request.setHeader(b"cache-control", b"no-store")
+    h2 = compat.http2_connection(request.channel)
+    if h2 is not None:
+        h2.setTimeout(H2_LINGER)
+        return
+    request.setHeader(b"connection", b"close")
     request.channel.persistent = False
 
 
@@ -80,31 +128,6 @@ class StatusJSON(Resource):
         _close(request)
         request.setHeader(b"content-type", b"application/json")
         return json.dumps(status(request), indent=2, sort_keys=True).encode() + b"\n"
-
-
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>resumetls</title>{refresh}
-<style>body{{font-family:sans-serif;max-width:42em;margin:2em auto}}
-td,th{{padding:.2em .8em;text-align:left}} .yes{{color:#070}} .no{{color:#a50}}
-</style></head><body>
-<h1>resumetls</h1>
-<p id="verdict" class="{cls}">This connection was <strong>{verdict}</strong>.</p>
-<table>
-<tr><th>TLS version</th><td id="version">{version}</td></tr>
-<tr><th>cipher</th><td id="cipher">{cipher}</td></tr>
-<tr><th>resumed</th><td id="resumed">{resumed}</td></tr>
-<tr><th>mechanism</th><td id="mechanism">{mechanism}</td></tr>
-</table>
-<p>Every response closes its connection: reload the page and the next
-connection should say <em>resumed</em>. (Browsers do not resume sessions
-after a certificate warning was clicked through: trust the certificate, for
-the development certificate start Chromium as the server's log says.)</p>
-<h2>Server counters</h2>
-<table>{counters}</table>
-{warning}
-<p><a href="/status.json">status.json</a></p>
-</body></html>
-"""
 
 
 class DemoPage(Resource):
@@ -122,42 +145,7 @@ class DemoPage(Resource):
     def render_GET(self, request: Any) -> bytes:
         _close(request)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        data = status(request)
-        conn = data["connection"]
-        counters = "".join(
-            f"<tr><th>{html.escape(k)}</th><td id='c-{html.escape(k)}'>{v}</td></tr>"
-            for k, v in data.get("server", {}).items()
-            if not isinstance(v, dict)
-        )
-        warning = ""
-        caps = data.get("capabilities")
-        if caps and caps["reason"]:
-            warning = (
-                "<p class='no'><strong>Degraded:</strong> "
-                + html.escape(caps["reason"])
-                + "</p>"
-            )
-        refresh = ""
-        if request.args.get(b"again"):
-            refresh = '<meta http-equiv="refresh" content="1; url=/">'
-        mechanism_text = describe_mechanism(conn["mechanism"])
-        if not conn["tls"]:
-            verdict = "not TLS (plain TCP: nothing to resume)"
-        elif conn["resumed"]:
-            verdict = "resumed (" + mechanism_text + ")"
-        else:
-            verdict = "a full handshake"
-        page = _PAGE.format(
-            refresh=refresh,
-            cls="yes" if conn["resumed"] else "no",
-            verdict=html.escape(verdict),
-            version=html.escape(str(conn["version"])),
-            cipher=html.escape(str(conn["cipher"])),
-            resumed="yes" if conn["resumed"] else "no",
-            mechanism=html.escape(mechanism_text),
-            counters=counters,
-            warning=warning,
-        )
+        page = demopage.render(status(request), refresh=bool(request.args.get(b"again")))
         return page.encode("utf-8")
 
 

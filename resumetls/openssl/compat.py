@@ -22,6 +22,7 @@ from OpenSSL import SSL
 
 __all__ = [
     "acceptable_ciphers",
+    "acceptable_protocols",
     "certificate_authorities",
     "certificate_options_built",
     "certificate_options_flags",
@@ -29,6 +30,7 @@ __all__ = [
     "connection_by_handle",
     "connection_handle",
     "context_handle",
+    "http2_connection",
     "context_used",
     "is_platform_trust",
     "keep_alive",
@@ -241,3 +243,23 @@ def client_certificate_options(creator: Any) -> Any:
     """
     create = getattr(creator, "_createConnection", None)
     return getattr(create, "__self__", None)
+
+
+def http2_connection(channel: Any) -> Any:
+    """
+    The C{H2Connection} protocol under an HTTP/2 request's channel (Twisted's
+    C{H2Stream} keeps it as C{_conn}), or L{None} for an HTTP/1.1 channel.
+    An HTTP/2 request's C{transport} is not the TLS transport: this is the
+    way to it (C{.transport}), and to closing the connection once the
+    response is out (its C{setTimeout}).
+    """
+    return getattr(channel, "_conn", None)
+
+
+def acceptable_protocols(options: Any) -> tuple[bytes, ...] | None:
+    """
+    The ALPN protocols a C{CertificateOptions} was given
+    (C{acceptableProtocols=}, kept as C{_acceptableProtocols}), or L{None}.
+    """
+    value = getattr(options, "_acceptableProtocols", None)
+    return tuple(value) if value else None

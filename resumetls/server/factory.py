@@ -29,7 +29,7 @@ from resumetls.openssl import compat, symbols
 from resumetls.openssl.errors import OpenSSLRouteUnavailable
 from resumetls.openssl.functions import SSL_CB_HANDSHAKE_DONE, server_functions
 from resumetls.openssl.sessions import connection_reused
-from resumetls.server import sidcontext
+from resumetls.server import alpn, sidcontext
 from resumetls.server.hooks import HandshakeHooks, check_cache
 from resumetls.server.settings import Capabilities, ResumptionSettings
 from resumetls.server.stats import ResumptionStats, mark_served
@@ -117,6 +117,7 @@ class ResumingContextFactory:
         self.hooks = HandshakeHooks(
             self.settings, key_ring, cache, key_prefix=self.session_id_context[:16]
         )
+        self._clock = clock
         self.capabilities = self._configure()
 
     @classmethod
@@ -215,6 +216,7 @@ class ResumingContextFactory:
     def _configure(self) -> Capabilities:
         s = self.settings
         ctx = self._ssl_context
+        alpn.install(ctx, self._options)
         ctx.set_session_id(self.session_id_context)
         ctx.set_timeout(int(s.session_timeout))
         try:
@@ -252,6 +254,13 @@ class ResumingContextFactory:
             # OpenSSL refused a callback: nothing of ours is left installed
             # that the fallback does not replace.
             return self._configure_fallback(str(e))
+        if s.session_ids and not check_cache(self.cache):
+            # A cache that answers later: pause handshakes while it does.
+            from resumetls.server.pause import install_pauser
+
+            install_pauser(
+                route, ctx, self.hooks, s, self._clock, self.session_id_context[:16]
+            )
         return Capabilities(custom_tickets=True, external_cache=True, reason=None)
 
     def _configure_fallback(self, reason: str) -> Capabilities:
@@ -292,6 +301,8 @@ class ResumingContextFactory:
                 )
         else:
             conn = SSL.Connection(self._ssl_context, None)
+        if self.hooks.pauser is not None:
+            self.hooks.pauser.adopt(conn, tlsProtocol)
         mark_served(conn, self)
         return conn
 

@@ -76,17 +76,25 @@ def tls_context(version=None, tickets=True):
 DEFAULT_CONTEXT = tls_context()
 
 
+async def serve_demo(testcase, **settings):
+    """
+    The demo site on a free loopback port, over TLS with a resuming context
+    factory (these C{settings}); returns the port and the factory.
+    """
+    factory = ResumingContextFactory(
+        support.options(), ResumptionSettings(**settings), clock=reactor
+    )
+    endpoint = SSL4ServerEndpoint(reactor, 0, factory, interface="127.0.0.1")
+    port = await endpoint.listen(_demo.demo_site())
+    testcase.addCleanup(port.stopListening)
+    return port.getHost().port, factory
+
+
 class DemoOverTLSTests(TestCase):
     timeout = 60
 
-    async def serve(self, **settings):
-        factory = ResumingContextFactory(
-            support.options(), ResumptionSettings(**settings), clock=reactor
-        )
-        endpoint = SSL4ServerEndpoint(reactor, 0, factory, interface="127.0.0.1")
-        port = await endpoint.listen(_demo.demo_site())
-        self.addCleanup(port.stopListening)
-        return port.getHost().port, factory
+    def serve(self, **settings):
+        return serve_demo(self, **settings)
 
     def test_page_and_resumption(self):
         """
@@ -104,19 +112,31 @@ class DemoOverTLSTests(TestCase):
             self.assertEqual(headers["connection"], "close")
             self.assertEqual(headers["content-type"], "text/html; charset=utf-8")
             self.assertTrue(closed)
-            self.assertIn(b"This connection was <strong>a full handshake", body)
-            self.assertIn(b'id="resumed">no<', body)
-            self.assertIn(b'id="version">TLSv1.3<', body)
-            self.assertIn(b'id="mechanism">full handshake<', body)
+            self.assertIn(
+                b'<p id="headline">This connection made a full handshake</p>', body
+            )
+            self.assertIn(b'data-resumed="no" data-mechanism=""', body)
+            self.assertIn(b'<span id="version">TLS 1.3</span>', body)
+            self.assertIn(b'<span id="protocol">HTTP/1.1</span>', body)
             _, _, body, _, reused, closed = await deferToThread(
                 fetch, port, "/", session
             )
             self.assertTrue(reused)
             self.assertTrue(closed)
-            self.assertIn(b"resumed (TLS 1.3 session ticket)", body)
-            self.assertIn(b'id="mechanism">TLS 1.3 session ticket<', body)
-            self.assertIn(b'id="resumed">yes<', body)
-            self.assertIn(b"id='c-resumed_ticket_tls13'>1<", body)
+            self.assertIn(
+                b'<p id="headline">This connection was resumed (TLS 1.3 session '
+                b"ticket)</p>",
+                body,
+            )
+            self.assertIn(b'data-resumed="yes" data-mechanism="ticket_tls13"', body)
+            self.assertIn(
+                b'<tr id="c-resumed_ticket_tls13"><th>Resumed by TLS 1.3 session '
+                b"ticket</th><td>1</td></tr>",
+                body,
+            )
+            self.assertIn(
+                b'<p id="saved">Resumption saved 1 of 2 handshakes (50%)', body
+            )
 
         return ensureDeferred(run())
 
@@ -171,6 +191,52 @@ class DemoOverTLSTests(TestCase):
                 self.assertTrue(second["cipher"])
             data = json.loads(body)
             server = data["server"]
+            # The keys status.json always had are all still there.
+            self.assertLessEqual(
+                {
+                    "tls",
+                    "version",
+                    "cipher",
+                    "resumed",
+                    "mechanism",
+                    "mechanism_description",
+                },
+                set(data["connection"]),
+            )
+            self.assertLessEqual(
+                {
+                    "full_handshakes",
+                    "resumed_session_id",
+                    "resumed_ticket_tls12",
+                    "resumed_ticket_tls13",
+                    "resumed_unknown",
+                    "tickets_issued",
+                    "tickets_renewed",
+                    "tickets_rejected",
+                    "sessions_stored",
+                    "cache_hits",
+                    "cache_misses",
+                    "cache_lookups_late",
+                    "cache_corrupt",
+                    "cache_errors",
+                    "callback_errors",
+                    "cache",
+                    "keys",
+                    "resumed",
+                },
+                set(server),
+            )
+            self.assertEqual(
+                data["summary"],
+                {
+                    "handshakes": 6,
+                    "resumed": 3,
+                    "resumed_share": 0.5,
+                    "saved": "Resumption saved 3 of 6 handshakes (50%) the "
+                    "certificate and the server's private-key operation, the "
+                    "costly part of a handshake.",
+                },
+            )
             self.assertEqual(
                 (
                     server["full_handshakes"],
@@ -257,7 +323,7 @@ class DemoOverTLSTests(TestCase):
                 fetch, number, "/", tls=False
             )
             self.assertEqual(status, "HTTP/1.1 200 OK")
-            self.assertIn(b"not TLS (plain TCP: nothing to resume)", body)
+            self.assertIn(b'<p id="headline">This connection is not TLS</p>', body)
             self.assertTrue(closed)
             _, _, body, _, _, _ = await deferToThread(
                 fetch, number, "/status.json", tls=False
@@ -297,5 +363,8 @@ class DegradedPageTests(SynchronousTestCase):
             b"not found",
             body,
         )
-        self.assertIn(b"<strong>resumed (unknown mechanism)</strong>", body)
+        self.assertIn(
+            b'<p id="headline">This connection was resumed (unknown mechanism)</p>',
+            body,
+        )
         self.assertFalse(request.channel.persistent)

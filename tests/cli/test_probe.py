@@ -382,15 +382,10 @@ class OwnServerTests(TestCase):
         """
         import time
 
-        from twisted.internet import reactor
         from twisted.internet.defer import ensureDeferred
-        from twisted.internet.endpoints import SSL4ServerEndpoint
         from twisted.internet.threads import deferToThread
 
-        from resumetls import ResumingContextFactory
-        from resumetls.cli.demo import demo_site
-
-        from .. import support
+        from .test_demo import serve_demo
 
         def probe(port):
             out, err = io.StringIO(), io.StringIO()
@@ -401,11 +396,7 @@ class OwnServerTests(TestCase):
             return code, out.getvalue(), err.getvalue(), time.monotonic() - start
 
         async def run():
-            factory = ResumingContextFactory(support.options(), clock=reactor)
-            endpoint = SSL4ServerEndpoint(reactor, 0, factory, interface="127.0.0.1")
-            listening = await endpoint.listen(demo_site())
-            self.addCleanup(listening.stopListening)
-            port = listening.getHost().port
+            port, factory = await serve_demo(self)
             code, out, err, seconds = await deferToThread(probe, port)
             self.assertEqual(code, 0, err)
             results = json.loads(out)["results"]

@@ -181,7 +181,23 @@ MODES = {
 }
 
 
-class ClientCATests(TestCase):
+class _EveryMode:
+    """The four modes of L{MODES}, each a test running C{self._mode(name)}."""
+
+    def test_tls12_ticket(self):
+        return ensureDeferred(self._mode("tls12-ticket"))
+
+    def test_tls12_session_id(self):
+        return ensureDeferred(self._mode("tls12-session-id"))
+
+    def test_tls13_ticket(self):
+        return ensureDeferred(self._mode("tls13-ticket"))
+
+    def test_tls13_stateful(self):
+        return ensureDeferred(self._mode("tls13-stateful"))
+
+
+class ClientCATests(_EveryMode, TestCase):
     """
     Two services, same certificate, same service name, one key ring and one
     cache; A accepts client certificates from CA-A, B only from CA-B.
@@ -228,18 +244,6 @@ class ClientCATests(TestCase):
         self.assertTrue(on_a2["reused"], name)
         self.assertEqual(on_a2["server"]["mechanism"], mechanism)
 
-    def test_tls12_ticket(self):
-        return ensureDeferred(self._mode("tls12-ticket"))
-
-    def test_tls12_session_id(self):
-        return ensureDeferred(self._mode("tls12-session-id"))
-
-    def test_tls13_ticket(self):
-        return ensureDeferred(self._mode("tls13-ticket"))
-
-    def test_tls13_stateful(self):
-        return ensureDeferred(self._mode("tls13-stateful"))
-
 
 def verifying(ca_name: str, required: bool) -> CertificateOptions:
     """
@@ -257,7 +261,7 @@ def verifying(ca_name: str, required: bool) -> CertificateOptions:
     )
 
 
-class OptionalThenRequiredTests(TestCase):
+class OptionalThenRequiredTests(_EveryMode, TestCase):
     """
     Two services with the same client CAs, service name, key ring and cache:
     O asks for a client certificate (optional), R requires one.  A session
@@ -316,18 +320,6 @@ class OptionalThenRequiredTests(TestCase):
         self.assertTrue(on_o2["reused"], name)
         self.assertEqual(on_o2["server"]["mechanism"], mechanism)
         self.assertEqual(o2.stats().resumed, 1)
-
-    def test_tls12_ticket(self):
-        return ensureDeferred(self._mode("tls12-ticket"))
-
-    def test_tls12_session_id(self):
-        return ensureDeferred(self._mode("tls12-session-id"))
-
-    def test_tls13_ticket(self):
-        return ensureDeferred(self._mode("tls13-ticket"))
-
-    def test_tls13_stateful(self):
-        return ensureDeferred(self._mode("tls13-stateful"))
 
 
 @implementer(IOpenSSLTrustRoot)
