@@ -75,13 +75,13 @@ def saved_line(server: dict[str, Any]) -> str:
         return "No handshake yet."
     if not resumed:
         return (
-            f"No handshake resumed yet ({total} full). A resumed one skips "
-            "the certificate and the server's private-key operation."
+            f"Resumed: none of {total} handshakes yet. A resumed one skips the "
+            "certificate and the server's private-key operation."
         )
     return (
-        f"Resumption saved {resumed} of {total} handshakes "
-        f"({100.0 * resumed / total:.0f}%) the certificate and the server's "
-        "private-key operation, the costly part of a handshake."
+        f"Resumed: {resumed} of {total} handshakes ({100.0 * resumed / total:.0f}%). "
+        "Each skipped the certificate and the server's private-key operation, "
+        "the costly part of a handshake."
     )
 
 

@@ -11,6 +11,7 @@ descriptors 3 and 4), so no websocket client is needed.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -115,41 +116,65 @@ class DevTools:
         return err.decode(errors="replace")
 
 
+def chromium_argv(profile: str, flag: str, *extra: str) -> list[str]:
+    """Headless Chromium with its own profile, trusting what C{flag} says."""
+    return [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--window-size=1100,1000",
+        f"--user-data-dir={profile}",
+        # Trust exactly the development certificate, as the server's log
+        # tells the user: no certificate error, so the browser treats the
+        # connection normally (and resumes).
+        flag,
+        *extra,
+    ]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """A PNG's width and height (from its IHDR chunk)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise AssertionError("not a PNG")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+#: Where C{RESUMETLS_SCREENSHOT=1} makes the browser test save its screenshot
+#: of the resumed page (docs/server.md shows it).
+SCREENSHOT = os.path.join(support.ROOT, "docs", "demo-page.png")
+
+
 class ChromiumTests(TestCase):
     timeout = 120
 
     def setUp(self):
         if CHROMIUM is None:
             raise SkipTest("chromium is not installed (.ci/run installs it)")
-
-    def test_second_load_resumed(self):
-        port = support.free_port()
+        self.port = support.free_port()
         proc = support.start_process(
-            self, ["-m", "twisted", "resumetls", "--port", str(port)], port
+            self, ["-m", "twisted", "resumetls", "--port", str(self.port)], self.port
         )
         cert = os.path.join(proc.tmp, "data", "resumetls", "dev-cert.pem")
-        flag = spki_flag(support.read_output(proc))
-        self.assertEqual(flag.split("=", 1)[1], spki_pin(cert))
+        self.flag = spki_flag(support.read_output(proc))
+        self.assertEqual(self.flag.split("=", 1)[1], spki_pin(cert))
+        self.url = f"https://localhost:{self.port}/"
+
+    def test_second_load_resumed(self):
+        """
+        Two loads a few seconds apart, in one browser, over HTTP/2: the
+        first a full handshake, the second resumed by a TLS 1.3 ticket; the
+        page says so in words, and its figures agree with status.json.
+        """
         profile = os.path.abspath(self.mktemp())
         browser = DevTools(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
-                # Trust exactly the development certificate, as the server's
-                # log tells the user: no certificate error, so the browser
-                # treats the connection normally (and resumes).
-                flag,
-                "--remote-debugging-pipe",
-                "about:blank",
-            ]
+            chromium_argv(profile, self.flag, "--remote-debugging-pipe", "about:blank")
         )
         stderr = ""
         try:
@@ -158,21 +183,77 @@ class ChromiumTests(TestCase):
             session = browser.call(
                 "Target.attachToTarget", targetId=page, flatten=True
             )["sessionId"]
-            url = f"https://localhost:{port}/"
-            first = self.load(browser, session, url)
+            browser.call(
+                "Emulation.setDeviceMetricsOverride",
+                session,
+                width=1100,
+                height=1000,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+            first = self.load(browser, session, self.url)
             # Like a person reloading: a little later, in the same browser.
             time.sleep(3)
-            second = self.load(browser, session, url)
+            second = self.load(browser, session, self.url)
+            shot = base64.b64decode(
+                browser.call("Page.captureScreenshot", session, format="png")["data"]
+            )
         finally:
             stderr = browser.close()
         self.assertEqual(first["resumed"], "no", stderr[-2000:])
-        self.assertEqual(second["resumed"], "yes", f"{second}\n{stderr[-2000:]}")
+        self.assertEqual(first["protocol"], "h2")
         self.assertEqual(
-            second["verdict"], "This connection was resumed (TLS 1.3 session ticket)."
+            first["headline"], "This connection made a full handshake", first
         )
-        _, body, _, _ = support.https_get(port, "/status.json")
+        self.assertEqual(second["resumed"], "yes", f"{second}\n{stderr[-2000:]}")
+        self.assertEqual(second["protocol"], "h2")
+        self.assertEqual(
+            second["headline"], "This connection was resumed (TLS 1.3 session ticket)"
+        )
+        text = second["text"]
+        self.assertIn("Your browser presented a TLS 1.3 session ticket", text)
+        self.assertIn("TLS 1.3 · TLS_AES_", text)
+        self.assertIn("· HTTP/2", text)
+        self.assertRegex(text, r"Resumed: \d+ of \d+ handshakes \(\d+%\)\.")
+        for title in ("Handshakes", "Session tickets", "Session cache", "Ticket keys"):
+            self.assertIn(title + "\n", text)
+        # What a person reads has no raw counter names.
+        self.assertNotRegex(text, r"\b[a-z]+_[a-z_]+\b")
+        _, body, _, _ = support.https_get(self.port, "/status.json")
         server = json.loads(body)["server"]
-        self.assertGreaterEqual(server["resumed_ticket_tls13"], 1)
+        # The page counted its own connection; the browser may have resumed
+        # others since (a favicon), never fewer.
+        self.assertGreaterEqual(int(second["tls13"]), 1)
+        self.assertGreaterEqual(server["resumed_ticket_tls13"], int(second["tls13"]))
+        self.assertEqual(png_size(shot), (1100, 1000))
+        if os.environ.get("RESUMETLS_SCREENSHOT"):
+            with open(SCREENSHOT, "wb") as f:
+                f.write(shot)
+
+    def test_dump_dom(self):
+        """
+        C{chromium --dump-dom}, a new browser: the page of a first visit (a
+        full handshake), its sections, and a plain-words verdict.
+        """
+        profile = os.path.abspath(self.mktemp())
+        out = subprocess.run(
+            chromium_argv(profile, self.flag, "--dump-dom", self.url),
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        dom = out.stdout
+        self.assertIn(
+            '<p id="headline">This connection made a full handshake</p>',
+            dom,
+            out.stderr[-2000:],
+        )
+        self.assertIn('<span id="protocol">HTTP/2</span>', dom)
+        for section in ("handshakes", "tickets", "cache", "keys", "problems"):
+            self.assertIn(f'id="s-{section}"', dom)
+        self.assertRegex(
+            dom, r'<tr id="c-full_handshakes"><th>Full handshakes<small>'
+        )
 
     def load(self, browser: DevTools, session: str, url: str) -> dict:
         """Navigate and wait (bounded) for the page's verdict."""
@@ -181,10 +262,15 @@ class ChromiumTests(TestCase):
         # for the new one while the navigation is under way.
         expression = (
             "!window.__read && document.readyState === 'complete' &&"
-            " document.getElementById('resumed')"
+            " document.getElementById('verdict')"
             " ? (window.__read = true, JSON.stringify({"
-            "resumed: document.getElementById('resumed').textContent,"
-            " verdict: document.getElementById('verdict').textContent}))"
+            "resumed: document.getElementById('verdict').dataset.resumed,"
+            " headline: document.getElementById('headline').textContent,"
+            " text: document.body.innerText,"
+            " tls13: document.querySelector('#c-resumed_ticket_tls13 td')"
+            ".textContent,"
+            " protocol: performance.getEntriesByType('navigation')[0]"
+            ".nextHopProtocol}))"
             " : ''"
         )
         for _ in range(100):

@@ -135,7 +135,7 @@ class DemoOverTLSTests(TestCase):
                 body,
             )
             self.assertIn(
-                b'<p id="saved">Resumption saved 1 of 2 handshakes (50%)', body
+                b'<p id="saved">Resumed: 1 of 2 handshakes (50%).', body
             )
 
         return ensureDeferred(run())
@@ -232,9 +232,9 @@ class DemoOverTLSTests(TestCase):
                     "handshakes": 6,
                     "resumed": 3,
                     "resumed_share": 0.5,
-                    "saved": "Resumption saved 3 of 6 handshakes (50%) the "
-                    "certificate and the server's private-key operation, the "
-                    "costly part of a handshake.",
+                    "saved": "Resumed: 3 of 6 handshakes (50%). Each skipped "
+                    "the certificate and the server's private-key operation, "
+                    "the costly part of a handshake.",
                 },
             )
             self.assertEqual(

@@ -177,7 +177,7 @@ class PageTests(SynchronousTestCase):
         )
         self.assertIn("TLS 1.3 · TLS_AES_256_GCM_SHA384 · HTTP/2", words)
         self.assertIn(
-            "Resumption saved 9 of 12 handshakes (75%) the certificate", words
+            "Resumed: 9 of 12 handshakes (75%). Each skipped the certificate", words
         )
         self.assertIn("Session tickets Issued 14 Renewed", words)
         # No raw counter names where a person reads.
@@ -206,11 +206,11 @@ class PageTests(SynchronousTestCase):
         self.assertEqual(saved_line({"full_handshakes": 0, "resumed": 0}), "No handshake yet.")
         self.assertTrue(
             saved_line({"full_handshakes": 2, "resumed": 0}).startswith(
-                "No handshake resumed yet (2 full)."
+                "Resumed: none of 2 handshakes yet."
             )
         )
         self.assertTrue(
             saved_line({"full_handshakes": 1, "resumed": 3}).startswith(
-                "Resumption saved 3 of 4 handshakes (75%)"
+                "Resumed: 3 of 4 handshakes (75%)."
             )
         )
