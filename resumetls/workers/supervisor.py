@@ -97,7 +97,7 @@ class WorkerSupervisor(service.Service):
         count: int,
         reactor: Any = None,
         grace: float = _plan.GRACE,
-        reuseport: bool = True,
+        reuseport: bool = False,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
