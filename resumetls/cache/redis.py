@@ -186,6 +186,34 @@ class RedisSessionCache:
         self._sealer = SessionSealer(key, self._key_prefix)
         self.client.connect()
 
+    def use_service_key(self, private_key_file: str) -> None:
+        """
+        Seal with the key of C{seal_key_file=} if the URL named one, else
+        with a key derived from the service's TLS private key
+        (L{resumetls.cache.seal.derive_key}, purpose C{sessions}), and start
+        connecting.  Called by L{resumetls.server.config.build}; a cache
+        that has its key already keeps it.
+
+        @raise CacheURLError: the key cannot be read (one line, no secret).
+        """
+        if self.sealed:
+            return
+        from resumetls.cache.seal import SealKeyError, derive_key, read_key_file
+        from resumetls.cache.urls import CacheURLError
+
+        try:
+            if self.seal_key_file is not None:
+                key = read_key_file(self.seal_key_file)
+            else:
+                with open(private_key_file, "rb") as f:
+                    key = derive_key(f.read(), b"sessions")
+        except (OSError, SealKeyError) as e:
+            raise CacheURLError(
+                f"session cache {self.description}: cannot get its sealing key: "
+                f"{getattr(e, 'strerror', None) or e}"
+            ) from None
+        self.set_sealing_key(key)
+
     def available(self) -> bool:
         """Whether a lookup can be answered by Redis now (connected, sealed)."""
         return self._sealer is not None and bool(self.client.available)

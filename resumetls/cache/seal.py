@@ -24,6 +24,7 @@ from a PKCS#1 or PKCS#8 file gives the same sealing key.
 from __future__ import annotations
 
 import os
+import re
 import struct
 from typing import Any
 
@@ -121,6 +122,14 @@ def _canonical_der(private_key: Any) -> bytes:
     """The unencrypted PKCS#8 DER of a private key given as DER, PEM or object."""
     if isinstance(private_key, (bytes, bytearray)):
         data = bytes(private_key)
+        # A combined PEM file (certificate and key): the key's block only.
+        block = re.search(
+            rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----",
+            data,
+            re.DOTALL,
+        )
+        if block is not None:
+            data = block.group(0)
         try:
             if data.lstrip().startswith(b"-----"):
                 private_key = serialization.load_pem_private_key(data, None)

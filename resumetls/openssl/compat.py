@@ -32,6 +32,7 @@ __all__ = [
     "context_handle",
     "http2_connection",
     "context_used",
+    "continue_handshake",
     "is_platform_trust",
     "keep_alive",
     "new_session",
@@ -263,3 +264,26 @@ def acceptable_protocols(options: Any) -> tuple[bytes, ...] | None:
     """
     value = getattr(options, "_acceptableProtocols", None)
     return tuple(value) if value else None
+
+
+def continue_handshake(tls_protocol: Any) -> bool:
+    """
+    Drive a paused server handshake of a Twisted C{TLSMemoryBIOProtocol}
+    again (its C{_checkHandshakeStatus}; then, if the handshake finished,
+    what its C{dataReceived} does next: C{_unbufferPendingWrites} and
+    C{_flushReceiveBIO}).  L{False} when the connection is gone
+    (C{_lostTLSConnection}, C{_tlsConnection} cleared in C{connectionLost}).
+
+    Why: a handshake paused by the client-hello callback (a session lookup
+    in a networked cache) waits for no bytes from the peer, so nothing in
+    Twisted would call C{do_handshake} again when the lookup answers.
+    Checked in Twisted 26.10 (the methods date from Twisted 11.1).
+    """
+    if tls_protocol._lostTLSConnection or tls_protocol._tlsConnection is None:
+        return False
+    tls_protocol._checkHandshakeStatus()
+    if tls_protocol._handshakeDone and not tls_protocol._lostTLSConnection:
+        if tls_protocol._appSendBuffer:
+            tls_protocol._unbufferPendingWrites()
+        tls_protocol._flushReceiveBIO()
+    return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "CACHE_CALLBACKS",
+    "CLIENT_HELLO_PAUSE",
     "CONTEXT_CERTIFICATE",
     "CUSTOM_TICKET_KEYS",
     "EXTERNAL_CACHE",
@@ -67,6 +68,12 @@ SIGNATURES = {
     "EVP_MAC_free": "void(*)(void *)",
     "EVP_MAC_CTX_new": "void *(*)(void *)",
     "EVP_MAC_CTX_free": "void(*)(void *)",
+    # The client-hello callback: pausing a handshake while a networked
+    # session cache answers (resumetls.openssl.clienthello).
+    "SSL_CTX_set_client_hello_cb": "void(*)(void *, void *, void *)",
+    "SSL_client_hello_get0_session_id": "size_t(*)(void *, const unsigned char **)",
+    "SSL_client_hello_get0_ext": "int(*)(void *, unsigned int,"
+    " const unsigned char **, size_t *)",
 }
 
 # What each part of a server configuration calls.  L{server_functions} puts
@@ -96,6 +103,11 @@ HANDSHAKE_OBSERVER = (
     "SSL_CTX_set_info_callback",
     "SSL_session_reused",
     "SSL_version",
+)
+CLIENT_HELLO_PAUSE = (
+    "SSL_CTX_set_client_hello_cb",
+    "SSL_client_hello_get0_session_id",
+    "SSL_client_hello_get0_ext",
 )
 # Every server configuration: the observer that counts handshakes, and the
 # TLS 1.3 ticket count.
@@ -141,6 +153,7 @@ def server_functions(
 SSL_CTRL_SESS_NUMBER = 20
 SSL_CTRL_SET_SESS_CACHE_SIZE = 42
 SSL_CTRL_GET_SESS_CACHE_SIZE = 43
+SSL_CTRL_GET_MAX_PROTO_VERSION = 131
 # Info-callback C{where} bits: a state-machine step, a finished handshake.
 SSL_CB_LOOP = 0x01
 SSL_CB_HANDSHAKE_DONE = 0x20
@@ -149,6 +162,14 @@ TLS1_3_VERSION = 0x0304
 OSSL_PARAM_UTF8_STRING = 4
 OSSL_PARAM_OCTET_STRING = 5
 OSSL_PARAM_UNMODIFIED = 2**64 - 1
+
+# The client-hello callback's answers (SSL_CLIENT_HELLO_*), and the TLS
+# extensions it reads (RFC 5077, RFC 8446 4.2).
+SSL_CLIENT_HELLO_SUCCESS = 1
+SSL_CLIENT_HELLO_RETRY = -1
+TLSEXT_SESSION_TICKET = 35
+TLSEXT_PRE_SHARED_KEY = 41
+TLSEXT_SUPPORTED_VERSIONS = 43
 
 # Part of OpenSSL's state string (C{Connection.get_state_string()}) in the
 # info callback when a client has just read a session ticket: on TLS 1.3 the

@@ -23,11 +23,13 @@ from resumetls.openssl.errors import OpenSSLRouteUnavailable
 from resumetls.openssl.ffi import as_void, ffi, i2d_bytes
 from resumetls.openssl.functions import (
     CACHE_CALLBACKS,
+    CLIENT_HELLO_PAUSE,
     CONTEXT_CERTIFICATE,
     CUSTOM_TICKET_KEYS,
     EXTERNAL_CACHE,
     HANDSHAKE_OBSERVER,
     SIGNATURES,
+    SSL_CTRL_GET_MAX_PROTO_VERSION,
     SSL_CTRL_GET_SESS_CACHE_SIZE,
     SSL_CTRL_SESS_NUMBER,
     SSL_CTRL_SET_SESS_CACHE_SIZE,
@@ -141,6 +143,35 @@ class OpenSSLRoute:
                 self._ctx(context), SSL_CTRL_SESS_NUMBER, 0, ffi.NULL
             )
         )
+
+    def max_version(self, context: SSL.Context) -> int:
+        """
+        C{SSL_CTX_get_max_proto_version} (a macro over C{SSL_CTX_ctrl}): the
+        highest version the context allows, 0 for "the highest OpenSSL has".
+        """
+        return int(
+            self.function("SSL_CTX_ctrl")(
+                self._ctx(context), SSL_CTRL_GET_MAX_PROTO_VERSION, 0, ffi.NULL
+            )
+        )
+
+    def install_client_hello(self, context: SSL.Context, handler: Any) -> Any:
+        """
+        Install a L{resumetls.openssl.clienthello.ClientHelloCallback} calling
+        C{handler} on a not yet used C{context}.
+
+        @return: the callback object; keep it alive as long as the context
+            (OpenSSL holds only the C function pointer).
+        @raise OpenSSLRouteUnavailable: a function it needs is missing.
+        """
+        from resumetls.openssl.clienthello import ClientHelloCallback
+
+        self.require(CLIENT_HELLO_PAUSE)
+        callback = ClientHelloCallback(self, handler)
+        self._fn["SSL_CTX_set_client_hello_cb"](
+            self._ctx(context), callback.callback, ffi.NULL
+        )
+        return callback
 
     def certificate_der(self, context: SSL.Context) -> bytes | None:
         """The DER of the context's current certificate, if any."""

@@ -63,6 +63,7 @@ class ServerConfig:
     session_timeout: float = _default("session_timeout")
     tls13_tickets: int = _default("tls13_tickets")
     session_cache: str = _default("session_cache")
+    lookup_budget: float = _default("lookup_budget")
     service: str = _default("service")
 
 
@@ -160,6 +161,7 @@ def build(config: ServerConfig, reactor: Any) -> tuple[Any, Any, Any]:
         tls13_tickets=config.tls13_tickets,
         session_timeout=config.session_timeout,
         service=config.service,
+        lookup_budget=config.lookup_budget,
     )
     policy = RotationPolicy(interval=config.rotate_every, keep=config.keep_keys)
     try:

@@ -92,6 +92,9 @@ class HandshakeHooks:
         self.counters = Counters()
         self.key_prefix = key_prefix
         self._immediate = check_cache(cache) if cache is not None else False
+        # A HandshakePauser (resumetls.server.pause) when the factory pauses
+        # handshakes for this Deferred cache: session_get answers from it.
+        self.pauser: Any = None
 
     def stats(self) -> ResumptionStats:
         """The counters now, with the cache's and the key ring's figures."""
@@ -149,6 +152,10 @@ class HandshakeHooks:
         key = self.key_prefix + session_id
         if self._immediate:
             der = self.cache.lookup_now(key)
+        elif self.pauser is not None:
+            der = self.pauser.answer(conn, key)
+            if der is None:
+                return None  # counted by the pauser: a miss, late or failed
         else:
             result: list[Any] = []
             d = self.cache.lookup(key)

@@ -59,6 +59,8 @@ class ResumptionSettings:
     @ivar service: a name that keeps this service's sessions apart from
         other services' (it goes into the session ID context with the
         certificate and the client verification settings).
+    @ivar lookup_budget: seconds a handshake may wait for a session cache
+        that answers later (Redis); then it goes on as a full handshake.
     """
 
     tickets: bool = _default("tickets")
@@ -70,6 +72,7 @@ class ResumptionSettings:
         default=_default("session_timeout"), validator=_check_timeout
     )
     service: str = _default("service")
+    lookup_budget: float = _default("lookup_budget")
 
 
 @attrs.frozen

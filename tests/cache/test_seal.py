@@ -165,3 +165,16 @@ class KeyFileTests(SynchronousTestCase):
         path = self.mktemp()
         e = self.assertRaises(SealKeyError, seal.read_key_file, path)
         self.assertIn(path, str(e))
+
+
+class CombinedPEMTests(SynchronousTestCase):
+    def test_key_after_certificate(self):
+        """A combined PEM file (certificate, then key) derives from the key."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        combined = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        self.assertEqual(derive_key(combined + pem), derive_key(key))

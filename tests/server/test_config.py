@@ -286,6 +286,7 @@ class TableTests(SynchronousTestCase):
                 "sessionTimeout": "session_timeout",
                 "tls13Tickets": "tls13_tickets",
                 "sessionCache": "session_cache",
+                "lookupBudget": "lookup_budget",
                 "service": "service",
             },
         )
@@ -306,6 +307,7 @@ class TableTests(SynchronousTestCase):
                 "session-timeout",
                 "tls13-tickets",
                 "session-cache",
+                "lookup-budget",
                 "service",
                 "no-tickets",
                 "no-session-ids",
@@ -318,7 +320,13 @@ class TableTests(SynchronousTestCase):
         for field, row in SERVER_OPTIONS.rows.items():
             self.assertEqual(getattr(config, field), row.default, field)
         settings = ResumptionSettings()
-        for field in ("tickets", "session_ids", "tls13_tickets", "session_timeout"):
+        for field in (
+            "tickets",
+            "session_ids",
+            "tls13_tickets",
+            "session_timeout",
+            "lookup_budget",
+        ):
             self.assertEqual(getattr(settings, field), getattr(config, field))
         self.assertEqual(
             RotationPolicy(), RotationPolicy(config.rotate_every, config.keep_keys)
@@ -343,6 +351,7 @@ class TableTests(SynchronousTestCase):
                 "session-timeout": "3600",
                 "tls13-tickets": "2",
                 "session-cache": "memory://",
+                "lookup-budget": "0.05",
                 "service": "",
             },
         )
