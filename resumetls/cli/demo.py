@@ -103,6 +103,15 @@ def status(request: Any) -> dict[str, Any]:
             "external_cache": caps.external_cache,
             "reason": caps.reason,
         }
+    from resumetls.workers import status as _workers
+
+    worker = _workers.connection_origin(transport)
+    if worker is not None:
+        # twist resumetls --workers: who served this, and the whole server.
+        data["connection"]["worker"] = worker
+        whole = _workers.server_status()
+        if whole is not None:
+            data["workers"] = whole
     return data
 
 

@@ -163,6 +163,11 @@ def render(data: dict[str, Any], refresh: bool = False, now: float | None = None
         ]
         if conn.get("http_version"):
             details.append(f'<span id="protocol">{_e(conn["http_version"])}</span>')
+        if conn.get("worker"):
+            from resumetls.workers.status import worker_words
+
+            words = _e(worker_words(conn["worker"]))
+            details.append(f'<span id="worker">{words}</span>')
     parts = [
         '<!doctype html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',

@@ -136,6 +136,21 @@ def connection_origin(transport: Any) -> dict[str, Any] | None:
     return found
 
 
+def worker_words(worker: dict[str, Any]) -> str:
+    """
+    C{connection_origin}'s answer in words, for the demo page: C{served by
+    worker 2 (pid 4242); its session came from worker 1's handshake}.
+    """
+    words = f"served by worker {worker['worker']} (pid {worker['pid']})"
+    origin = worker.get("session_from_worker")
+    if origin is not None:
+        if worker.get("session_from_another_worker"):
+            words += f"; its session came from worker {origin}'s handshake"
+        else:
+            words += "; its session came from this worker's own handshake"
+    return words
+
+
 def _session_origin(transport: Any) -> int | None:
     """The worker whose handshake made this connection's session, if known."""
     from resumetls.server.stats import _connection

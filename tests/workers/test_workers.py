@@ -7,6 +7,7 @@ every worker; SIGTERM, and the parent's death, leave nothing running.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -59,7 +60,9 @@ def _gone(pid: int) -> bool:
 class _Workers:
     """A C{twist resumetls --workers 2} server for one test."""
 
-    def start(self, *args: str, workers: int = 2):
+    def start(
+        self, *args: str, workers: int = 2, factory="tests.workers.app.WhoFactory"
+    ):
         self.port = support.free_port()
         argv = [
             "-m",
@@ -72,8 +75,7 @@ class _Workers:
             str(self.port),
             "--interface",
             "127.0.0.1",
-            "--factory",
-            "tests.workers.app.WhoFactory",
+            *(["--factory", factory] if factory else []),
             *args,
         ]
         self.proc = support.start_process(self, argv)
@@ -319,3 +321,49 @@ class SeparateProcessesTests(TestCase):
         for name in os.listdir(cache):
             with open(os.path.join(cache, name), "rb") as f:
                 self.assertNotIn(sealing_key, f.read())
+
+
+class DemoPageTests(_Workers, TestCase):
+    def test_demo_names_the_worker(self):
+        """
+        With workers, the demo's status.json and page say which worker served
+        the connection and which worker's handshake made a session found in
+        the shared cache; status.json has the whole server's figures.
+        """
+        self.start("--no-tickets", factory=None)
+        tmp = self.mktemp()
+        os.makedirs(tmp)
+        session = os.path.join(tmp, "session")
+        request = b"GET /status.json HTTP/1.0\r\n\r\n"
+        run_s_client(self.port, ["-tls1_2", "-sess_out", session], request)
+        seen = []
+        for _ in range(ROUNDS):
+            output = run_s_client(self.port, ["-tls1_2", "-sess_in", session], request)
+            body = json.loads(output[output.index("\n{") : output.rindex("}") + 1])
+            seen.append(body)
+        workers = {b["connection"]["worker"]["worker"] for b in seen}
+        self.assertEqual(workers, {1, 2})
+        origins = {b["connection"]["worker"]["session_from_worker"] for b in seen}
+        self.assertEqual(len(origins), 1)
+        self.assertIn(
+            True,
+            {b["connection"]["worker"]["session_from_another_worker"] for b in seen},
+        )
+
+        def whole():
+            output = run_s_client(self.port, ["-tls1_2"], request)
+            body = json.loads(output[output.index("\n{") : output.rindex("}") + 1])
+            return body.get("workers")
+
+        # Each worker refreshes the whole server's figures every second.
+        last = _wait("the whole server's figures", whole, proc=self.proc)
+        self.assertEqual([w["worker"] for w in last["workers"]], [1, 2])
+        self.assertEqual(last["totals"]["workers"], 2)
+        page = run_s_client(
+            self.port, ["-tls1_2", "-sess_in", session], b"GET / HTTP/1.0\r\n\r\n"
+        )
+        self.assertRegex(
+            page,
+            r"served by worker [12] \(pid \d+\); its session came from "
+            r"(worker [12]&#x27;s|this worker&#x27;s own) handshake",
+        )
