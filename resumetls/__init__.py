@@ -105,6 +105,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         key_source_from_spec as key_source_from_spec,
     )
     from resumetls.keys.sources import (
+        load_key_files as load_key_files,
+    )
+    from resumetls.keys.sources import (
         register_key_source as register_key_source,
     )
     from resumetls.openssl.errors import (
@@ -112,6 +115,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from resumetls.options import (
         ConfigError as ConfigError,
+    )
+    from resumetls.server.certreload import (
+        CertificateReloader as CertificateReloader,
     )
     from resumetls.server.endpoint import (
         ResumingServerEndpoint as ResumingServerEndpoint,
@@ -121,6 +127,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from resumetls.server.factory import (
         ResumingContextFactory as ResumingContextFactory,
+    )
+    from resumetls.server.protocol import (
+        ResumingTLSFactory as ResumingTLSFactory,
     )
     from resumetls.server.settings import (
         Capabilities as Capabilities,
@@ -156,6 +165,8 @@ _EXPORTS = {
     "serving_factory": "resumetls.server.stats",
     "describe_mechanism": "resumetls.server.stats",
     "ResumingServerEndpoint": "resumetls.server.endpoint",
+    "ResumingTLSFactory": "resumetls.server.protocol",
+    "CertificateReloader": "resumetls.server.certreload",
     # configuration: the option table's errors
     "ConfigError": "resumetls.options",
     # ticket keys: values, the key ring, key files, key sources
@@ -170,6 +181,7 @@ _EXPORTS = {
     "KeyFileSource": "resumetls.keys.sources",
     "KeySourceError": "resumetls.keys.sources",
     "key_source_from_spec": "resumetls.keys.sources",
+    "load_key_files": "resumetls.keys.sources",
     "register_key_source": "resumetls.keys.sources",
     # session caches: the memory cache and the URL registry backends plug into
     "CacheStats": "resumetls.cache.stats",
