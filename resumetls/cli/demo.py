@@ -97,6 +97,10 @@ def status(request: Any) -> dict[str, Any]:
             "resumed_share": server["resumed"] / total if total else None,
             "saved": demopage.saved_line(server),
         }
+        from resumetls.server.sources import sources_status
+
+        # The cache backend and key source in words, lookup figures.
+        data["sources"] = sources_status(factory)
         caps = factory.capabilities
         data["capabilities"] = {
             "custom_tickets": caps.custom_tickets,

@@ -189,5 +189,6 @@ def build(config: ServerConfig, reactor: Any) -> tuple[Any, Any, Any]:
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    factory.key_source = source  # for status pages: the keys' source in words
     watch = CertificateReloader(factory, certificate, key, config.extra_chain, reactor)
     return factory, source, watch

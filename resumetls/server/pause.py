@@ -337,9 +337,11 @@ class HandshakePauser:
             "budget": self.budget,
             "circuit": self.breaker.state,
             "circuit_opened": self.breaker.opened,
-            "latency_buckets": list(
-                zip(LATENCY_BUCKETS, self.latency[:-1], strict=True)
-            ),
+            # Lookups by latency: upper bound (seconds, as text) -> count.
+            "latency_buckets": {
+                f"{bound:g}": n
+                for bound, n in zip(LATENCY_BUCKETS, self.latency, strict=False)
+            },
             "latency_over": self.latency[-1],
             "latency_count": sum(self.latency),
             "latency_sum": self.latency_sum,
