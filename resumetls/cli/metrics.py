@@ -134,6 +134,10 @@ class ResumptionCollector:
             cache_max,
             closed,
         )
+        # Lookups that paused handshakes, a networked cache, fleet keys.
+        from resumetls.cli.fleetmetrics import fleet_families
+
+        yield from fleet_families(self._factories())
 
 
 def metrics_registry(factories: Callable[[], Iterable[Any]]) -> CollectorRegistry:
