@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from resumetls.keys import sighup as _sighup
 
-__all__ = ["FileWatch", "file_identity"]
+__all__ = ["FileWatch", "WatchedFiles", "file_identity"]
 
 _log = Logger(namespace="resumetls")
 
@@ -103,3 +103,32 @@ class FileWatch:
                 paths=", ".join(self.paths),
                 event=self._failed_event,
             )
+
+
+class WatchedFiles:
+    """
+    What an owner of a L{FileWatch} (in C{self._watch}) offers: start and
+    stop watching, whether it runs, a check now.
+    """
+
+    _watch: FileWatch
+
+    @property
+    def interval(self) -> float:
+        return self._watch.interval
+
+    def start(self) -> None:
+        """Watch the files, and reload them on SIGHUP."""
+        self._watch.start()
+
+    def stop(self) -> None:
+        """Stop watching the files and answering SIGHUP."""
+        self._watch.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._watch.running
+
+    def check(self) -> bool:
+        """Reload if a file changed since the last look."""
+        return self._watch.check()

@@ -21,7 +21,7 @@ import attrs
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from resumetls.filewatch import FileWatch
+from resumetls.filewatch import FileWatch, WatchedFiles
 from resumetls.interfaces import IKeySource
 from resumetls.keys.files import KeyFileError, _keyset, load_key_file
 from resumetls.keys.ring import KeyRing, KeySet, RotationPolicy
@@ -70,7 +70,7 @@ class GeneratedKeySource:
 
 
 @implementer(IKeySource)
-class KeyFileSource:
+class KeyFileSource(WatchedFiles):
     """
     Keep a L{KeyRing} in step with one key file, or several listed the way
     nginx lists C{ssl_session_ticket_key} files (L{load_key_files}: the
@@ -121,22 +121,6 @@ class KeyFileSource:
     def __repr__(self) -> str:
         return f"<KeyFileSource {', '.join(self.paths)} reloads={self.reloads}>"
 
-    @property
-    def interval(self) -> float:
-        return self._watch.interval
-
-    def start(self) -> None:
-        """Watch the files, and reload them on SIGHUP."""
-        self._watch.start()
-
-    def stop(self) -> None:
-        """Stop watching the files and answering SIGHUP."""
-        self._watch.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._watch.running
-
     def describe(self) -> str:
         summary = self.key_ring.describe()
         if len(self.paths) == 1:
@@ -151,10 +135,6 @@ class KeyFileSource:
             f"when one changes): {summary.encrypting} from {self.path} encrypts, "
             f"{summary.decrypt_only} decrypt only, {summary.pending} pending"
         )
-
-    def check(self) -> bool:
-        """Reload if a file changed since the last look."""
-        return self._watch.check()
 
     def reload(self, why: str = "SIGHUP") -> bool:
         """

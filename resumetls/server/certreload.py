@@ -19,14 +19,14 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from resumetls.filewatch import FileWatch
+from resumetls.filewatch import FileWatch, WatchedFiles
 
 __all__ = ["CertificateReloader"]
 
 _log = Logger(namespace="resumetls")
 
 
-class CertificateReloader:
+class CertificateReloader(WatchedFiles):
     """
     Keep a L{ResumingContextFactory} serving what its PEM files hold.
 
@@ -68,25 +68,9 @@ class CertificateReloader:
     def __repr__(self) -> str:
         return f"<CertificateReloader {self.certificate} reloads={self.reloads}>"
 
-    def start(self) -> None:
-        """Watch the files, and reload them on SIGHUP."""
-        self._watch.start()
-
-    def stop(self) -> None:
-        """Stop watching the files and answering SIGHUP."""
-        self._watch.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._watch.running
-
     def describe(self) -> str:
         """The certificate served, by fingerprint, and its file (for logs)."""
         return f"{_fingerprint(self.factory.options)} from {self.certificate}"
-
-    def check(self) -> bool:
-        """Reload if a file changed since the last look."""
-        return self._watch.check()
 
     def reload(self, why: str = "SIGHUP") -> bool:
         """

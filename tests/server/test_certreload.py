@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
@@ -25,6 +23,7 @@ from resumetls.certificates import certificate_der
 from resumetls.server.config import ServerConfig
 
 from .. import support
+from .test_protocol import poll
 
 
 def peer_certificate(port: int, hold: list | None = None) -> bytes:
@@ -39,14 +38,6 @@ def peer_certificate(port: int, hold: list | None = None) -> bytes:
     else:
         hold.append(tls)
     return der
-
-
-async def poll(condition, deadline: float = 20.0) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        await deferLater(reactor, 0.05, lambda: None)
 
 
 class CertificateReloadTests(TestCase):
