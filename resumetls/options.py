@@ -9,7 +9,9 @@ options of C{twist resumetls}, the C{resumetls:} client endpoint's options,
 the defaults of L{resumetls.server.config.ServerConfig},
 L{resumetls.ResumptionSettings} and L{resumetls.RotationPolicy}, and the
 bounds their validators check.  Plugin discovery reaches this module through
-the endpoint parsers, so it imports nothing heavy.
+the endpoint parsers, so it imports nothing heavy.  What a row is and what
+is made from the rows (L{Option}, L{OptionTable}, the converters) lives in
+L{resumetls.optiontable}; this module holds the rows.
 """
 
 from __future__ import annotations
