@@ -171,21 +171,18 @@ def _handshake(
     return result
 
 
-#: Seconds to wait for TLS 1.3 tickets from a server that sends none and
-#: does not answer close_notify.
-TICKET_WAIT = 0.3
-#: Seconds of quiet after a ticket before no more are expected (a server
-#: sends its tickets back to back).
-TICKET_QUIET = 0.02
+#: Seconds to wait for TLS 1.3 tickets when none comes and the server does
+#: not answer close_notify; and of quiet after a ticket before no more are
+#: expected (a server sends its tickets back to back).
+TICKET_WAIT, TICKET_QUIET = 0.3, 0.02
 
 
 def _await_tickets(conn: SSL.Connection, sock: socket.socket, tickets: list) -> None:
     """
-    Let a TLS 1.3 server's tickets arrive: they come after the handshake.
-    Our close_notify goes out first, so a server that answers it ends the
-    wait at once; otherwise the wait ends shortly after the last ticket, or
-    after L{TICKET_WAIT} when none comes.  (TLS 1.2 tickets are part of the
-    handshake: nothing to wait for.)
+    Let a TLS 1.3 server's tickets arrive (they follow the handshake; TLS
+    1.2 tickets are part of it).  Our close_notify goes first, so a server
+    that answers it ends the wait at once; else it ends L{TICKET_QUIET}
+    after the last ticket, or after L{TICKET_WAIT} when none comes.
     """
     try:
         conn.shutdown()
@@ -200,9 +197,7 @@ def _await_tickets(conn: SSL.Connection, sock: socket.socket, tickets: list) -> 
             pass
         except SSL.Error:  # the server's close_notify, a reset, an alert
             return
-        deadline = end
-        if tickets[0]:
-            deadline = min(end, time.monotonic() + TICKET_QUIET)
+        deadline = min(end, time.monotonic() + TICKET_QUIET) if tickets[0] else end
         try:
             _wait(sock, deadline)
         except TimeoutError:
