@@ -123,3 +123,22 @@ class TwistedTests(SynchronousTestCase):
         opts = compat.client_certificate_options(creator)
         self.assertIsInstance(opts, CertificateOptions)
         self.assertIsNone(compat.client_certificate_options(object()))
+
+    def test_acceptable_protocols(self):
+        cert, key = certificate()
+        given = CertificateOptions(
+            privateKey=key, certificate=cert, acceptableProtocols=[b"h2", b"x"]
+        )
+        self.assertEqual(compat.acceptable_protocols(given), (b"h2", b"x"))
+        self.assertIsNone(compat.acceptable_protocols(options()))
+
+    def test_http2_connection(self):
+        """An HTTP/2 stream's connection; an HTTP/1.1 channel has none."""
+        from twisted.internet.task import Clock
+        from twisted.web._http2 import H2Connection, H2Stream
+        from twisted.web.http import HTTPChannel, Request
+
+        connection = H2Connection(Clock())
+        stream = H2Stream(1, connection, [], Request, None, None)
+        self.assertIs(compat.http2_connection(stream), connection)
+        self.assertIsNone(compat.http2_connection(HTTPChannel()))
