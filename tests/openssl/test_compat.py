@@ -135,10 +135,12 @@ class TwistedTests(SynchronousTestCase):
     def test_http2_connection(self):
         """An HTTP/2 stream's connection; an HTTP/1.1 channel has none."""
         from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
         from twisted.web._http2 import H2Connection, H2Stream
         from twisted.web.http import HTTPChannel, Request
 
         connection = H2Connection(Clock())
+        connection.transport = StringTransport()
         stream = H2Stream(1, connection, [], Request, None, None)
         self.assertIs(compat.http2_connection(stream), connection)
         self.assertIsNone(compat.http2_connection(HTTPChannel()))
