@@ -359,3 +359,10 @@ def key_source_from_spec(
     if not IKeySource.providedBy(source):
         raise TypeError(f"the {scheme}: key source did not make an IKeySource")
     return source
+
+
+# Sources shipped with resumetls: the fleet's keys in Redis (its module
+# imports no Redis client until a source is started).
+from resumetls.keys import redis as _redis_keys  # noqa: E402
+
+_redis_keys.register()

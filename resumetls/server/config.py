@@ -171,12 +171,14 @@ def build(config: ServerConfig, reactor: Any) -> tuple[Any, Any, Any]:
     cache = cache_from_url(config.session_cache, reactor)
     # A cache outside the process that seals with a key derived from the
     # service's TLS key (lmdb://) gets it now, and opens its store.
-    use_service_key = getattr(cache, "use_service_key", None)
-    if use_service_key is not None:
-        try:
-            use_service_key(key)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+    # So does a key source that keeps sealed keys outside (redis://).
+    for sealed in (cache, source):
+        use_service_key = getattr(sealed, "use_service_key", None)
+        if use_service_key is not None:
+            try:
+                use_service_key(key)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
     try:
         factory = ResumingContextFactory.from_files(
             certificate,

@@ -16,9 +16,6 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from resumetls import TicketKey
-from resumetls.keys.files import write_haproxy_keys
-
 from .. import support
 from ..support import free_port, https_get, start_process
 from ..support.redis import RedisServer
@@ -93,9 +90,8 @@ class Fleet:
     def __init__(self, testcase, redis, *extra):
         tmp = os.path.abspath(testcase.mktemp())
         cert, key = support.write_pem(tmp, *support.certificate())
-        keys = os.path.join(tmp, "ticket.keys")
-        write_haproxy_keys(keys, [TicketKey.generate() for _ in range(3)])
-        common = ["--session-cache", redis.url, "--ticket-keys", keys, *extra]
+        # Sessions and the fleet's ticket keys in the one Redis.
+        common = ["--session-cache", redis.url, "--ticket-keys", redis.url, *extra]
         self.ports = {name: free_port() for name in ("A", "B", "A0", "B0")}
         for name, port in self.ports.items():
             options = common + (["--no-tickets"] if name.endswith("0") else [])
@@ -143,12 +139,34 @@ def haproxy(testcase, backends):
     return port
 
 
+async def joined(port, timeout=20.0):
+    """Wait until a server has read the fleet's ticket keys from Redis."""
+    import time
+
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = await deferToThread(https_get, port, "/status.json")
+        if json.loads(answer[1])["sources"]["fleet"]["joined"]:
+            return
+        await deferLater(reactor, 0.2, lambda: None)
+    raise AssertionError(f"the server on {port} did not join the fleet's keys")
+
+
 class TwoServersTests(TestCase):
     timeout = 120
 
     def setUp(self):
         self.redis = RedisServer(self)
         self.fleet = Fleet(self, self.redis)
+
+        async def all_joined():
+            for port in self.fleet.ports.values():
+                await joined(port)
+
+        return ensureDeferred(all_joined())
 
     def test_made_on_a_resumes_on_b(self):
         async def run():

@@ -1,0 +1,318 @@
+"""
+The fleet's ticket keys in Redis (C{--ticket-keys redis://…},
+C{ticketKeys=redis\\://…}): one L{FleetSchedule}, sealed (AES-256-GCM under
+a key derived from the service's TLS private key with purpose
+C{ticket-keys}, or C{seal_key_file=}), at C{PREFIX:k:ring}, with a version
+counter at C{PREFIX:k:version}.
+
+Every server reads the schedule every C{poll} seconds (and on SIGHUP).
+Whoever finds no pending key publishes the next one with a compare-and-set
+script on the version: of servers racing, exactly one write succeeds, the
+others read the winner's key.  A new key is published one rotation interval
+before it encrypts, so every server knows it long before any encrypts with
+it.  Redis away: the keys known stay, and roles change on each server's own
+clock.  A server that starts while Redis is away encrypts with a key of its
+own, says so, and when it joins keeps that key for decryption only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from resumetls.interfaces import IKeySource
+from resumetls.keys.fleet import FleetKeyRing, FleetSchedule, ScheduledKey
+
+__all__ = ["RedisKeySource", "register"]
+
+_log = Logger(namespace="resumetls")
+
+# KEYS: ring, version, channel; ARGV: expected version, new sealed ring.
+_CAS = b"""
+local v = tonumber(redis.call('GET', KEYS[2]) or '0')
+if v ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], v + 1)
+redis.call('PUBLISH', KEYS[3], v + 1)
+return 1
+"""
+_AAD = b"ring"
+DEFAULT_POLL = 5.0
+
+
+class FleetStore:
+    """
+    Reading and writing the sealed schedule (no timers: the key source and
+    C{resumetls keys} drive it).
+
+    @param client: a L{resumetls.cache.redisclient.RedisClient}.
+    """
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        base = prefix.encode() + b":k:"
+        self.ring_key, self.version_key = base + b"ring", base + b"version"
+        self.channel = base + b"changed"
+        self.namespace = base
+        self.sealer: Any = None
+
+    def seal_with(self, key: bytes) -> None:
+        from resumetls.cache.seal import SessionSealer
+
+        self.sealer = SessionSealer(key, self.namespace)
+
+    @inlineCallbacks
+    def read(self) -> Any:
+        """Fires with (version, schedule or None); a foreign value raises."""
+        blob, version = yield self.client.command(
+            "MGET", self.ring_key, self.version_key
+        )
+        version = int(version or 0)
+        if blob is None:
+            return version, None
+        plain = self.sealer.open(_AAD, blob)
+        if plain is None:
+            raise ValueError(
+                "the fleet's ticket keys in Redis do not open with this server's "
+                "sealing key (another TLS key, or corrupt)"
+            )
+        return version, FleetSchedule.decode(plain)
+
+    def write(self, expected: int, schedule: FleetSchedule) -> Deferred:
+        """Fires with L{True} when C{expected} was still the version."""
+        blob = self.sealer.seal(_AAD, schedule.encode())
+        d = self.client.command(
+            "EVAL",
+            _CAS,
+            3,
+            self.ring_key,
+            self.version_key,
+            self.channel,
+            expected,
+            blob,
+        )
+        return d.addCallback(lambda won: int(won) == 1)
+
+    @inlineCallbacks
+    def change(self, now: float, edit: Any, attempts: int = 5) -> Any:
+        """
+        Apply C{edit(schedule or None) -> schedule or None} with
+        compare-and-set, retrying on a lost race; fires with the schedule
+        now stored.
+        """
+        for _ in range(attempts):
+            version, schedule = yield self.read()
+            changed = edit(schedule)
+            if changed is None:
+                return schedule
+            won = yield self.write(version, changed)
+            if won:
+                return changed
+        raise RuntimeError("the fleet's ticket keys kept changing; try again")
+
+
+@implementer(IKeySource)
+class RedisKeySource:
+    """
+    A key ring kept in step with the fleet's schedule in Redis.
+
+    @param target: a L{resumetls.cache.redisurl.RedisTarget}.
+    @param policy: the L{RotationPolicy}: rotation interval and how many
+        intervals an old key still decrypts (C{keep}, at least 1).
+    """
+
+    def __init__(self, target: Any, clock: Any, policy: Any, client: Any = None):
+        from resumetls.cache.redisclient import RedisClient
+
+        self.target = target
+        self.policy = policy
+        self.poll = DEFAULT_POLL
+        self.store = FleetStore(client or RedisClient(target), target.prefix)
+        self._clock = clock
+        self.window = max(1, policy.keep) * policy.interval
+        now = clock.seconds()
+        local = FleetSchedule().extended(now, policy.interval, max(1, policy.keep))
+        self.key_ring = FleetKeyRing(local, clock, source="local")
+        self._local: tuple[ScheduledKey, ...] = local.keys
+        self.joined = False
+        self.version = 0
+        self.last_sync: float | None = None
+        self.syncs = self.failures = 0
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = clock
+        self._said_local = False
+
+    def __repr__(self) -> str:
+        return f"<RedisKeySource {self.target.safe} joined={self.joined}>"
+
+    def use_service_key(self, private_key_file: str) -> None:
+        """Seal with C{seal_key_file=} or a key derived from the TLS key."""
+        from resumetls.cache.seal import SealKeyError, derive_key, read_key_file
+        from resumetls.keys.sources import KeySourceError
+
+        try:
+            if self.target.seal_key_file is not None:
+                key = read_key_file(self.target.seal_key_file)
+            else:
+                with open(private_key_file, "rb") as f:
+                    key = derive_key(f.read(), b"ticket-keys")
+        except (OSError, SealKeyError) as e:
+            raise KeySourceError(
+                f"ticket keys {self.target.safe}: cannot get the sealing key: "
+                f"{getattr(e, 'strerror', None) or e}"
+            ) from None
+        self.store.seal_with(key)
+
+    # -- IKeySource ---------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.store.sealer is None:
+            raise RuntimeError("RedisKeySource needs use_service_key() first")
+        self.store.client.connect()
+        if not self._loop.running:
+            self._loop.start(self.poll, now=True)
+
+    def stop(self) -> Any:
+        if self._loop.running:
+            self._loop.stop()
+        return self.store.client.disconnect()
+
+    def reload(self, why: str = "SIGHUP") -> bool:
+        self.sync()
+        return False
+
+    def describe(self) -> str:
+        state = "joined" if self.joined else "not joined yet: local keys"
+        return (
+            f"fleet ticket keys in {self.target.describe()} ({state}), rotated "
+            f"every {self.policy.interval:g}s, old keys decrypt for {self.window:g}s"
+        )
+
+    def fleet_status(self) -> dict[str, Any]:
+        """Roles, version and time since the last read (no key material)."""
+        now = self._clock.seconds()
+        return {
+            "joined": self.joined,
+            "version": self.version,
+            "roles": self.key_ring.roles(),
+            "since_sync": None if self.last_sync is None else now - self.last_sync,
+            "syncs": self.syncs,
+            "failures": self.failures,
+        }
+
+    # -- keeping in step ------------------------------------------------------------
+
+    def _tick(self) -> None:
+        self.sync()
+
+    def sync(self) -> Deferred:
+        """Read (and if due, extend) the schedule now; never fails."""
+        from twisted.internet.defer import succeed
+
+        if not self.store.client.available:
+            if not self.joined and not self._said_local:
+                self._said_local = True
+                _log.warn(
+                    "{where} is not reachable: ticket keys are this server's own "
+                    "until it is (they stay valid for decryption after joining)",
+                    where=self.target.describe(),
+                    event="resumetls.fleet.local_keys",
+                )
+            return succeed(None)
+        p = self.policy
+        keep = max(1, p.keep)
+
+        def edit(schedule: FleetSchedule | None) -> FleetSchedule | None:
+            now = self._clock.seconds()
+            if schedule is None:
+                return FleetSchedule().extended(now, p.interval, keep)
+            if schedule.needs_next(now):
+                return schedule.extended(now, p.interval, keep)
+            return None
+
+        d = self.store.change(self._clock.seconds(), edit)
+        return d.addCallbacks(self._install, self._failed)
+
+    def _install(self, schedule: FleetSchedule) -> None:
+        now = self._clock.seconds()
+        self.syncs += 1
+        self.last_sync = now
+        if not self.joined:
+            self.joined = True
+            # Our own keys that issued tickets: decrypt-only from now.
+            used = self.key_ring.used
+            self._local = tuple(
+                ScheduledKey(
+                    k.key, k.active_from, min(k.encrypt_until, now), now + self.window
+                )
+                for k in self._local
+                if k.key.name in used and k.role(now) is not None
+            )
+            _log.info(
+                "joined the fleet's ticket keys in {where}",
+                where=self.target.describe(),
+                event="resumetls.fleet.joined",
+            )
+        fleet_names = {k.key.name for k in schedule.keys}
+        local = tuple(
+            k
+            for k in self._local
+            if k.role(now) is not None and k.key.name not in fleet_names
+        )
+        self._local = local
+        merged = FleetSchedule((*local, *schedule.live(now).keys))
+        if merged != self.key_ring.schedule:
+            self.key_ring.replace(merged)
+            self.key_ring.source = "fleet"
+
+    def _failed(self, failure: Any) -> None:
+        self.failures += 1
+        _log.warn(
+            "reading the fleet's ticket keys failed: {error}; the keys known stay",
+            error=failure.getErrorMessage(),
+            event="resumetls.fleet.sync_failed",
+        )
+
+
+def _check(location: str) -> str:
+    """Parse (no I/O) a key source location; raise a one-line error."""
+    _target(location)
+    return location
+
+
+def _target(location: str, scheme: str = "redis") -> Any:
+    from urllib.parse import parse_qsl, urlsplit
+
+    from resumetls.cache.redisurl import KEYS_PARAMS, parse_redis_url
+    from resumetls.cache.urls import CacheURLError
+    from resumetls.keys.sources import KeySourceError
+
+    url = location if "://" in location else f"{scheme}:{location}"
+    try:
+        parts = urlsplit(url)
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        return parse_redis_url(url, parts, params, "ticket keys", KEYS_PARAMS)
+    except (CacheURLError, ValueError) as e:
+        raise KeySourceError(str(e)) from None
+
+
+def register() -> None:
+    """Make C{redis:}, C{rediss:} and C{redis+unix:} name fleet key sources."""
+    from resumetls.keys.sources import register_key_source
+
+    for scheme in ("redis", "rediss", "redis+unix"):
+
+        def factory(
+            location: str, clock: Any, policy: Any, scheme: str = scheme
+        ) -> Any:
+            return RedisKeySource(_target(f"{scheme}:{location}"), clock, policy)
+
+        def check(location: str, scheme: str = scheme) -> str:
+            _target(f"{scheme}:{location}")
+            return location
+
+        register_key_source(scheme, factory, check)
