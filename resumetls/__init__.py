@@ -20,6 +20,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from resumetls.cache.lmdb import (
+        LMDBCacheError as LMDBCacheError,
+    )
+    from resumetls.cache.lmdb import (
+        LMDBSessionCache as LMDBSessionCache,
+    )
     from resumetls.cache.memory import (
         MemorySessionCache as MemorySessionCache,
     )
@@ -186,6 +192,8 @@ _EXPORTS = {
     # session caches: the memory cache and the URL registry backends plug into
     "CacheStats": "resumetls.cache.stats",
     "MemorySessionCache": "resumetls.cache.memory",
+    "LMDBSessionCache": "resumetls.cache.lmdb",
+    "LMDBCacheError": "resumetls.cache.lmdb",
     "cache_from_url": "resumetls.cache.urls",
     "register_backend": "resumetls.cache.urls",
     "CacheURLError": "resumetls.cache.urls",
