@@ -122,7 +122,7 @@ def _parser() -> _Parser:
         dest="command",
         required=True,
         parser_class=_Parser,
-        metavar="{generate,rotate,show}",
+        metavar="{generate,rotate,show,fleet}",
     )
     gen = sub.add_parser("generate", help="write a new key file (mode 0600)")
     gen.add_argument(
@@ -144,6 +144,9 @@ def _parser() -> _Parser:
     rot.add_argument("file", metavar="FILE")
     show = sub.add_parser("show", help="roles and fingerprints, never the keys")
     show.add_argument("files", nargs="+", metavar="FILE")
+    from resumetls.cli import fleetkeys
+
+    fleetkeys.add_parser(sub)
     return parser
 
 
@@ -153,7 +156,14 @@ def main(argv: list[str]) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, one line)
         return e.code if isinstance(e.code, int) else 2
-    command = {"generate": _generate, "rotate": _rotate, "show": _show}
+    from resumetls.cli import fleetkeys
+
+    command = {
+        "generate": _generate,
+        "rotate": _rotate,
+        "show": _show,
+        "fleet": fleetkeys.run,
+    }
     try:
         return command[args.command](args)
     except (KeyFileError, ValueError) as e:

@@ -193,7 +193,7 @@ class KeyToolTests(SynchronousTestCase):
     def test_usage_errors(self):
         """Usage errors are one line, status 2, returned (not raised)."""
         for argv, expected in (
-            ((), "the following arguments are required: {generate,rotate,show}"),
+            ((), "the following arguments are required: {generate,rotate,show,fleet}"),
             (("bogus",), "invalid choice: 'bogus'"),
             (("show",), "the following arguments are required: FILE"),
             (("generate",), "the following arguments are required: -o/--output"),
