@@ -42,6 +42,7 @@ return 1
 """
 _AAD = b"ring"
 DEFAULT_POLL = 5.0
+_JOIN_POLL = 0.1
 
 
 class FleetStore:
@@ -145,6 +146,7 @@ class RedisKeySource:
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
         self._said_local = False
+        self._started = clock.seconds()
 
     def __repr__(self) -> str:
         return f"<RedisKeySource {self.target.safe} joined={self.joined}>"
@@ -173,8 +175,11 @@ class RedisKeySource:
         if self.store.sealer is None:
             raise RuntimeError("RedisKeySource needs use_service_key() first")
         self.store.client.connect()
+        self._started = self._clock.seconds()
         if not self._loop.running:
-            self._loop.start(self.poll, now=True)
+            # Quickly until joined (the connection comes up within
+            # milliseconds), then every poll interval.
+            self._loop.start(_JOIN_POLL if not self.joined else self.poll, now=True)
 
     def stop(self) -> Any:
         if self._loop.running:
@@ -214,7 +219,12 @@ class RedisKeySource:
         from twisted.internet.defer import succeed
 
         if not self.store.client.available:
-            if not self.joined and not self._said_local:
+            waited = self._clock.seconds() - self._started
+            if (
+                not self.joined
+                and not self._said_local
+                and waited >= self.target.timeout
+            ):
                 self._said_local = True
                 _log.warn(
                     "{where} is not reachable: ticket keys are this server's own "
@@ -252,6 +262,9 @@ class RedisKeySource:
                 for k in self._local
                 if k.key.name in used and k.role(now) is not None
             )
+            if self._loop.running and self._loop.interval != self.poll:
+                self._loop.stop()
+                self._loop.start(self.poll, now=False)
             _log.info(
                 "joined the fleet's ticket keys in {where}",
                 where=self.target.describe(),
