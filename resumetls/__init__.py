@@ -29,6 +29,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from resumetls.cache.memory import (
         MemorySessionCache as MemorySessionCache,
     )
+    from resumetls.cache.redis import (
+        RedisSessionCache as RedisSessionCache,
+    )
+    from resumetls.cache.seal import (
+        SessionSealer as SessionSealer,
+    )
+    from resumetls.cache.seal import (
+        derive_key as derive_key,
+    )
     from resumetls.cache.stats import (
         CacheStats as CacheStats,
     )
@@ -82,6 +91,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from resumetls.keys.files import (
         load_key_file as load_key_file,
+    )
+    from resumetls.keys.redis import (
+        RedisKeySource as RedisKeySource,
     )
     from resumetls.keys.ring import (
         KeyRing as KeyRing,
@@ -194,6 +206,10 @@ _EXPORTS = {
     "MemorySessionCache": "resumetls.cache.memory",
     "LMDBSessionCache": "resumetls.cache.lmdb",
     "LMDBCacheError": "resumetls.cache.lmdb",
+    "RedisSessionCache": "resumetls.cache.redis",
+    "SessionSealer": "resumetls.cache.seal",
+    "derive_key": "resumetls.cache.seal",
+    "RedisKeySource": "resumetls.keys.redis",
     "cache_from_url": "resumetls.cache.urls",
     "register_backend": "resumetls.cache.urls",
     "CacheURLError": "resumetls.cache.urls",
