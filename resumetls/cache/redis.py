@@ -198,19 +198,14 @@ class RedisSessionCache:
         """
         if self.sealed:
             return
-        from resumetls.cache.seal import SealKeyError, derive_key, read_key_file
+        from resumetls.cache.seal import SealKeyError, sealing_key
         from resumetls.cache.urls import CacheURLError
 
         try:
-            if self.seal_key_file is not None:
-                key = read_key_file(self.seal_key_file)
-            else:
-                with open(private_key_file, "rb") as f:
-                    key = derive_key(f.read(), b"sessions")
-        except (OSError, SealKeyError) as e:
+            key = sealing_key(private_key_file, self.seal_key_file, b"sessions")
+        except SealKeyError as e:
             raise CacheURLError(
-                f"session cache {self.description}: cannot get its sealing key: "
-                f"{getattr(e, 'strerror', None) or e}"
+                f"session cache {self.description}: cannot get its sealing key: {e}"
             ) from None
         self.set_sealing_key(key)
 

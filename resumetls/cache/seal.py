@@ -233,3 +233,20 @@ def read_key_file(path: str) -> bytes:
         f"the sealing key file {path} must hold 32 bytes (raw, 64 hex digits or "
         "base64); make one with: head -c 32 /dev/urandom > FILE && chmod 600 FILE"
     )
+
+
+def sealing_key(private_key_file: str, seal_key_file: str | None, purpose: bytes) -> bytes:
+    """
+    The sealing key a server uses: the 32 bytes of C{seal_key_file} when
+    given, else L{derive_key} of the private key in C{private_key_file}.
+
+    @raise SealKeyError: either file cannot be used (one line, no secret).
+    """
+    if seal_key_file is not None:
+        return read_key_file(seal_key_file)
+    try:
+        with open(private_key_file, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SealKeyError(f"cannot read {private_key_file}: {e.strerror}") from None
+    return derive_key(data, purpose)

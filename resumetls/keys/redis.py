@@ -153,19 +153,16 @@ class RedisKeySource:
 
     def use_service_key(self, private_key_file: str) -> None:
         """Seal with C{seal_key_file=} or a key derived from the TLS key."""
-        from resumetls.cache.seal import SealKeyError, derive_key, read_key_file
+        from resumetls.cache.seal import SealKeyError, sealing_key
         from resumetls.keys.sources import KeySourceError
 
         try:
-            if self.target.seal_key_file is not None:
-                key = read_key_file(self.target.seal_key_file)
-            else:
-                with open(private_key_file, "rb") as f:
-                    key = derive_key(f.read(), b"ticket-keys")
-        except (OSError, SealKeyError) as e:
+            key = sealing_key(
+                private_key_file, self.target.seal_key_file, b"ticket-keys"
+            )
+        except SealKeyError as e:
             raise KeySourceError(
-                f"ticket keys {self.target.safe}: cannot get the sealing key: "
-                f"{getattr(e, 'strerror', None) or e}"
+                f"ticket keys {self.target.safe}: cannot get the sealing key: {e}"
             ) from None
         self.store.seal_with(key)
 

@@ -18,7 +18,7 @@ from twisted.trial.unittest import TestCase
 
 from .. import support
 from ..support import free_port, https_get, start_process
-from ..support.redis import RedisServer
+from ..support.redis import RedisServer, stop
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -126,15 +126,7 @@ def haproxy(testcase, backends):
         stderr=subprocess.DEVNULL,
     )
 
-    def stop():
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-    testcase.addCleanup(stop)
+    testcase.addCleanup(stop, proc)
     support.wait_for_port(port, proc)
     return port
 

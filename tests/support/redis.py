@@ -73,6 +73,18 @@ class _Reader:
         raise ConnectionError(f"not a RESP reply: {line[:40]!r}")
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a process we started: SIGTERM, SIGKILL after 10 s, by PID."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 class RedisReplyError(Exception):
     """An error reply (C{-ERR ...}) as a value."""
 
@@ -167,16 +179,9 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM (SIGKILL after 10 s), by PID."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        self._signal(signal.SIGCONT)
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        if self.proc is not None:
+            self._signal(signal.SIGCONT)
+            stop(self.proc)
 
     def command(self, *args: Any, timeout: float = 5.0) -> Any:
         """One command, blocking, authenticated; an error reply is returned."""
