@@ -176,8 +176,3 @@ def cache_from_url(url: str, clock: Any = None) -> Any:
 # Backends shipped with resumetls register themselves here; their modules
 # import no client library until a cache is built.
 from resumetls.cache import redisurl as _redisurl  # noqa: E402, F401
-
-
-# Backends shipped with resumetls register themselves here; their modules
-# import no client library until a cache is built.
-from resumetls.cache import redisurl as _redisurl  # noqa: E402, F401
