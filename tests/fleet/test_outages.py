@@ -97,7 +97,7 @@ class OutageTests(SynchronousTestCase):
         status = self.get()[0]["sources"]["lookups"]
         self.assertGreaterEqual(status["late"], 1)
         self.assertGreaterEqual(status["circuit_opened"], 1)
-        self.until_resumes(20)
+        self.until_resumes(30)  # txredisapi backs off up to 10 s between tries
 
         # SIGKILL: nothing to wait for; full handshakes at once.
         self.redis.kill()
@@ -111,7 +111,7 @@ class OutageTests(SynchronousTestCase):
 
         # Restarted: the server reconnects by itself and resumes again.
         self.redis.start()
-        self.until_resumes(30)
+        self.until_resumes(40)
         data = self.get()[0]
         self.assertTrue(data["sources"]["cache_figures"]["connected"])
         self.assertGreaterEqual(data["server"]["resumed_session_id"], 3)

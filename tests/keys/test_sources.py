@@ -252,18 +252,28 @@ class RegistryTests(SynchronousTestCase):
 
     def test_unknown_scheme(self):
         """Unknown schemes are refused, the known ones listed, no password."""
+        # redis: is a source now (the fleet's keys): memcached: is not.
         e = self.assertRaises(
             KeySourceError,
             key_source_from_spec,
-            "redis://user:hunter2@127.0.0.1/0",
+            "memcached://user:hunter2@127.0.0.1/0",
             Clock(),
         )
         self.assertEqual(
             str(e),
-            "unknown ticket key source 'redis://user:***@127.0.0.1/0'; known: "
-            "a key file's path, file:",
+            "unknown ticket key source 'memcached://user:***@127.0.0.1/0'; known: "
+            "a key file's path, file:, redis:, redis+unix:, rediss:",
         )
         self.assertIsInstance(e, ValueError)
+        # A redis: source's own refusal keeps the password out too.
+        e = self.assertRaises(
+            KeySourceError,
+            key_source_from_spec,
+            "redis://user:hunter2@127.0.0.1/0?size=1",
+            Clock(),
+        )
+        self.assertNotIn("hunter2", str(e))
+        self.assertIn("redis://user:***@127.0.0.1/0", str(e))
 
     def test_bad_file(self):
         """A key file that cannot be used: the key file's own error."""

@@ -409,7 +409,7 @@ class TableTests(SynchronousTestCase):
         self.assertEqual(
             str(e),
             "ticketKeys: unknown ticket key source 'zk://h/k'; known: a key "
-            "file's path, file:",
+            "file's path, file:, redis:, redis+unix:, rediss:",
         )
         e = self.assertRaises(
             ConfigError, parse, {"ticket-keys": "file:/no/k"}, COMMAND_NAMES, "--"
