@@ -235,18 +235,29 @@ def read_key_file(path: str) -> bytes:
     )
 
 
+def key_from_private_key_file(path: str, purpose: bytes = b"sessions") -> bytes:
+    """
+    L{derive_key} of the private key in the file C{path} (PEM, DER, or a
+    combined certificate-and-key PEM file), for C{purpose}.
+
+    @raise SealKeyError: the file cannot be read or holds no usable key
+        (one line naming the file, never key material).
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SealKeyError(f"cannot read {path}: {e.strerror}") from None
+    return derive_key(data, purpose)
+
+
 def sealing_key(private_key_file: str, seal_key_file: str | None, purpose: bytes) -> bytes:
     """
     The sealing key a server uses: the 32 bytes of C{seal_key_file} when
-    given, else L{derive_key} of the private key in C{private_key_file}.
+    given, else L{key_from_private_key_file}C{(private_key_file, purpose)}.
 
     @raise SealKeyError: either file cannot be used (one line, no secret).
     """
     if seal_key_file is not None:
         return read_key_file(seal_key_file)
-    try:
-        with open(private_key_file, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise SealKeyError(f"cannot read {private_key_file}: {e.strerror}") from None
-    return derive_key(data, purpose)
+    return key_from_private_key_file(private_key_file, purpose)

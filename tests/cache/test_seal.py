@@ -178,3 +178,36 @@ class CombinedPEMTests(SynchronousTestCase):
         )
         combined = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
         self.assertEqual(derive_key(combined + pem), derive_key(key))
+
+
+class PrivateKeyFileTests(SynchronousTestCase):
+    def test_file_and_purpose(self):
+        """key_from_private_key_file derives from the file's key, by purpose."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+        self.assertEqual(seal.key_from_private_key_file(path), derive_key(key))
+        self.assertEqual(
+            seal.key_from_private_key_file(path, b"ticket-keys"),
+            derive_key(key, b"ticket-keys"),
+        )
+        self.assertEqual(
+            seal.sealing_key(path, None, b"ticket-keys"),
+            derive_key(key, b"ticket-keys"),
+        )
+
+    def test_missing_and_not_a_key(self):
+        path = self.mktemp()
+        e = self.assertRaises(SealKeyError, seal.key_from_private_key_file, path)
+        self.assertEqual(f"cannot read {path}: No such file or directory", str(e))
+        with open(path, "wb") as f:
+            f.write(b"not a key")
+        e = self.assertRaises(SealKeyError, seal.key_from_private_key_file, path)
+        self.assertIn("not an unencrypted DER or PEM private key", str(e))
