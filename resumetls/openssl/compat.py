@@ -12,6 +12,15 @@ The pyOpenSSL accessors return raw cffi handles of cryptography's own ffi:
 they are for L{resumetls.openssl} only (nothing above that package touches
 pointers).  The Twisted accessors return plain Python objects and are for
 anyone.
+
+One exception, by necessity: L{resumetls.server.protocol.ResumingTLSProtocol}
+subclasses Twisted's C{TLSMemoryBIOProtocol} and so overrides or calls its
+private methods by name (C{_checkHandshakeStatus}, C{_flushReceiveBIO},
+C{_unbufferPendingWrites}, C{_lostTLSConnection}, C{_handshakeDone},
+C{_aborted}, C{_appSendBuffer}, and what its C{makeConnection} uses:
+C{_creatorCallable}, C{_connectWrapped}, C{_tlsConnection}).  Its docstring
+lists them; when Twisted's C{makeConnection} is not the one we know,
+Twisted's own runs.
 """
 
 from __future__ import annotations
