@@ -146,7 +146,7 @@ class HandshakeHooks:
             self.cache.store_now(key, der, lifetime)
         else:
             d = self.cache.store(key, der, lifetime)
-            d.addErrback(self._cache_failed, "store")
+            d.addErrback(self.cache_failed, "store")
 
     def session_get(self, conn: Any, session_id: bytes) -> bytes | None:
         key = self.key_prefix + session_id
@@ -161,7 +161,7 @@ class HandshakeHooks:
             d = self.cache.lookup(key)
             d.addCallbacks(
                 result.append,
-                lambda f: result.append(self._cache_failed(f, "lookup")),
+                lambda f: result.append(self.cache_failed(f, "lookup")),
             )
             if not result:
                 # A networked cache that has not answered yet: the client gets
@@ -189,7 +189,12 @@ class HandshakeHooks:
             event="resumetls.cache.corrupt",
         )
 
-    def _cache_failed(self, failure: Any, what: str) -> None:
+    def cache_failed(self, failure: Any, what: str) -> None:
+        """
+        Count and log a failed cache operation (C{what}: C{"store"} or
+        C{"lookup"}); the client gets a full handshake.  Also called by the
+        L{resumetls.server.pause.HandshakePauser} for lookups it started.
+        """
         self.counters.cache_errors += 1
         _log.warn(
             "session cache {what} failed: {error}; the client gets a full handshake",

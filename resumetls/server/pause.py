@@ -281,7 +281,7 @@ class HandshakePauser:
             lookup.failed = True
             self.counts["errors"] += 1
             self.breaker.failure()
-            self.hooks._cache_failed(result, "lookup")
+            self.hooks.cache_failed(result, "lookup")
         if lookup.late:
             self.counts["late_answers"] += 1
             return
