@@ -55,6 +55,8 @@ _buffer = ffi.buffer
 _new = ffi.new
 _from_buffer = ffi.from_buffer
 _urandom = os.urandom
+# Parameter arrays kept for this many HMAC keys at most (see TicketKeyCallback).
+_MAX_MAC_PARAMS = 16
 
 
 class _CallbackHelper:
@@ -120,9 +122,21 @@ class TicketKeyCallback(_CallbackHelper):
         self._digest = _new("char[]", b"SHA256")
         self._param_key = _new("char[]", b"key")
         self._param_digest = _new("char[]", b"digest")
+        # HMAC key bytes -> its OSSL_PARAM array (which points into them):
+        # built once a key, not once a handshake.  A ring holds a few keys.
+        self._mac_params: dict[bytes, Any] = {}
         super().__init__(hooks)
 
     def _set_mac(self, hctx: Any, hmac_key: bytes) -> int:
+        params = self._mac_params.get(hmac_key)
+        if params is None:
+            if len(self._mac_params) >= _MAX_MAC_PARAMS:
+                self._mac_params.clear()  # keys rotated out: start again
+            params = self._mac_params[hmac_key] = self._mac_param_array(hmac_key)
+        return self._set_params(hctx, params[0])
+
+    def _mac_param_array(self, hmac_key: bytes) -> tuple[Any, Any]:
+        """The OSSL_PARAM array for one HMAC key, and the buffer it points to."""
         params = _new("OSSL_PARAM[3]")
         param = params[0]
         param.key = self._param_key
@@ -137,7 +151,7 @@ class TicketKeyCallback(_CallbackHelper):
         param.data = self._digest
         param.data_size = 6
         param.return_size = OSSL_PARAM_UNMODIFIED
-        return self._set_params(hctx, params)
+        return params, keybuf
 
     def _call(
         self, ssl: Any, key_name: Any, iv: Any, cctx: Any, hctx: Any, enc: int

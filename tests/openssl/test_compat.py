@@ -144,3 +144,27 @@ class TwistedTests(SynchronousTestCase):
         stream = H2Stream(1, connection, [], Request, None, None)
         self.assertIs(compat.http2_connection(stream), connection)
         self.assertIsNone(compat.http2_connection(HTTPChannel()))
+
+    def test_send_now(self):
+        """
+        A TCP connection with nothing queued takes the bytes at once; one
+        with bytes queued, and any other transport, gets them back.
+        """
+        import socket
+        from types import SimpleNamespace
+
+        from twisted.internet import tcp
+        from twisted.internet.protocol import Protocol
+        from twisted.internet.testing import MemoryReactor, StringTransport
+
+        ours, peer = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(peer.close)
+        port = SimpleNamespace(_realPortNumber=1)  # what Server's log prefix reads
+        address = ("127.0.0.1", 1)
+        transport = tcp.Server(ours, Protocol(), address, port, 1, MemoryReactor())
+        self.assertEqual(compat.send_now(transport, b"flight"), b"")
+        self.assertEqual(peer.recv(100), b"flight")
+        transport.write(b"queued")
+        self.assertEqual(compat.send_now(transport, b"later"), b"later")
+        self.assertEqual(compat.send_now(StringTransport(), b"x"), b"x")

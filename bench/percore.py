@@ -1,0 +1,251 @@
+"""
+Per core, side by side in one run: the server CPU one TLS 1.2 handshake
+costs with a minimal protocol (read the request, answer 3 bytes, close),
+one server process each (a script, not a test):
+
+    pip install uvloop                       # the Python peers
+    python bench/percore.py                  # about 3 minutes
+    python bench/percore.py --before HEAD~3  # also resumetls as of a commit
+
+Servers: resumetls (a `resumetls:` endpoint: our callbacks, key ring and
+in-memory cache), plain Twisted (`listenSSL`, OpenSSL's own cache and
+tickets), an asyncio `ssl` server, the same under uvloop, and with
+`--before REV` resumetls as it was at REV (its package exported with `git
+archive` and put first on the path), so a change is measured against what
+it replaced in the same run.  Workloads (`openssl s_time`, ECDSA P-256):
+resumed by ticket (`-reuse`) and full (`-new`).  Server CPU is
+utime+stime of the server process from /proc over the run, divided by the
+connections; handshakes per second per core = 1e6 / that.  Rounds are
+interleaved (every server on every workload, in an order that rotates), and
+each ratio is the median of the ratios within a round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from handshakes import (  # noqa: E402
+    ROOT,
+    Server,
+    free_port,
+    make_keys,
+    s_time,
+    wait_for,
+)
+
+MINIMAL = r"""
+import asyncio, os, ssl, sys
+kind, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
+if kind in ("asyncio", "uvloop"):
+    if kind == "uvloop":
+        import uvloop
+        uvloop.install()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    async def handle(reader, writer):
+        await reader.read(1024)
+        writer.write(RESPONSE)
+        writer.close()
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", port, ssl=ctx,
+                                            backlog=511)
+        async with server:
+            await server.serve_forever()
+    asyncio.run(main())
+else:
+    from twisted.internet import reactor
+    from twisted.internet.protocol import Factory, Protocol
+    class Answer(Protocol):
+        def dataReceived(self, data):
+            self.transport.write(RESPONSE)
+            self.transport.loseConnection()
+    factory = Factory.forProtocol(Answer)
+    if kind == "twisted":
+        from twisted.internet.ssl import PrivateCertificate
+        pem = open(cert).read() + open(key).read()
+        options = PrivateCertificate.loadPEM(pem).options()
+        options.enableSessions = True
+        options.enableSessionTickets = True
+        reactor.listenSSL(port, factory, options, backlog=511, interface="127.0.0.1")
+    else:
+        import resumetls
+        expected = os.environ.get("RESUMETLS_FROM")
+        if expected and not resumetls.__file__.startswith(expected):
+            sys.exit(f"resumetls came from {resumetls.__file__}, not {expected}")
+        from twisted.internet.endpoints import serverFromString
+        serverFromString(reactor, f"resumetls:{port}:interface=127.0.0.1:"
+                         f"certKey={cert}:privateKey={key}").listen(factory)
+    reactor.run()
+"""
+
+WORKLOADS = ("resumed", "full")
+
+
+class Minimal(Server):
+    """
+    One minimal server process (C{kind}: resumetls, twisted, asyncio,
+    uvloop); its CPU and stopping are L{handshakes.Server}'s.
+    """
+
+    def __init__(
+        self, label: str, kind: str, keys: tuple[str, str], work: str, path: str
+    ) -> None:
+        self.label = self.name = label
+        self.port = free_port()
+        tmp = tempfile.mkdtemp(dir=work)
+        script = os.path.join(tmp, "minimal.py")
+        with open(script, "w") as f:
+            f.write(MINIMAL)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = path + os.pathsep + env.get("PYTHONPATH", "")
+        env["XDG_CACHE_HOME"] = os.path.join(work, "cache")
+        if kind == "resumetls":
+            env["RESUMETLS_FROM"] = os.path.join(path, "resumetls")
+        self.log = open(os.path.join(tmp, "output.log"), "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, script, kind, str(self.port), *keys],
+            cwd=tmp,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self.port, self.proc)
+
+    def measure(self, workload: str, seconds: int) -> dict:
+        before = self.cpu()
+        n, reused, wall = s_time(self.port, "1.2", workload == "resumed", seconds)
+        if workload == "resumed" and reused < n * 0.99:
+            raise RuntimeError(f"{self.label}: only {reused} of {n} resumed")
+        return {
+            "handshakes": n,
+            "rate": n / wall,
+            "cpu_us": (self.cpu() - before) / n * 1e6,
+        }
+
+
+def export(rev: str, work: str) -> str:
+    """resumetls's package as of C{rev}, in a directory of its own."""
+    target = os.path.join(work, "before")
+    os.makedirs(target)
+    archive = subprocess.run(
+        ["git", "-C", ROOT, "archive", rev, "resumetls"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", target], input=archive, check=True)
+    return target
+
+
+def run(args: argparse.Namespace) -> dict:
+    work = tempfile.mkdtemp(prefix="resumetls-bench-percore-")
+    keys = make_keys(work)["ecdsa"]
+    wanted = [("resumetls", "resumetls", ROOT)]
+    if args.before:
+        wanted.insert(
+            0,
+            (
+                f"resumetls before ({args.before})",
+                "resumetls",
+                export(args.before, work),
+            ),
+        )
+    wanted += [(k, k, ROOT) for k in ("twisted", "asyncio", "uvloop")]
+    servers: list[Minimal] = []
+    runs: dict[str, dict[str, list[dict]]] = {}
+    try:
+        for label, kind, path in wanted:
+            servers.append(Minimal(label, kind, keys, work, path))
+        for r in range(args.rounds):
+            order = servers[r % len(servers) :] + servers[: r % len(servers)]
+            for workload in WORKLOADS:
+                for server in order:
+                    result = server.measure(workload, args.seconds)
+                    result["round"] = r
+                    runs.setdefault(server.label, {}).setdefault(workload, []).append(
+                        result
+                    )
+                    print(
+                        f"round {r + 1}/{args.rounds} {server.label:28} {workload:8} "
+                        f"{result['cpu_us']:6.0f} µs",
+                        file=sys.stderr,
+                    )
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "runs": runs,
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "load": os.getloadavg(),
+    }
+
+
+def _ratio(mine: list[dict], theirs: list[dict]) -> float:
+    """Median over rounds of their CPU per handshake over mine (>1: mine cheaper)."""
+    by_round = {x["round"]: x["cpu_us"] for x in theirs}
+    return statistics.median(by_round[x["round"]] / x["cpu_us"] for x in mine)
+
+
+def table(report: dict) -> str:
+    runs = report["runs"]
+    lines = [
+        "| server (one process, minimal protocol) | resumed TLS 1.2: CPU µs | "
+        "per core /s | vs asyncio | full TLS 1.2: CPU µs | vs plain Twisted |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, by in runs.items():
+        resumed = statistics.median(x["cpu_us"] for x in by["resumed"])
+        full = statistics.median(x["cpu_us"] for x in by["full"])
+        vs_asyncio = (
+            _ratio(by["resumed"], runs["asyncio"]["resumed"])
+            if "asyncio" in runs
+            else None
+        )
+        vs_twisted = (
+            _ratio(by["full"], runs["twisted"]["full"]) if "twisted" in runs else None
+        )
+        lines.append(
+            f"| {label} | {resumed:.0f} | {1e6 / resumed:.0f} | "
+            f"{vs_asyncio:.2f}x | {full:.0f} | {vs_twisted:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--before", help="also measure resumetls as of this git revision"
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s")
+    parser.add_argument("--json", help="write the report here too")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.seconds = 2, 2
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    report = run(args)
+    report["table"] = table(report)
+    print(report["table"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
