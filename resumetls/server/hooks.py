@@ -15,6 +15,7 @@ as C{cache_lookups_late}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import Logger
@@ -95,6 +96,10 @@ class HandshakeHooks:
         # A HandshakePauser (resumetls.server.pause) when the factory pauses
         # handshakes for this Deferred cache: session_get answers from it.
         self.pauser: Any = None
+        # Called as session_found(conn, key) when a lookup found a session
+        # (key: the cache key, namespaced): where it came from can be noted
+        # on the connection (resumetls.workers.status.note_origins).
+        self.session_found: Callable[[Any, bytes], None] | None = None
 
     def stats(self) -> ResumptionStats:
         """The counters now, with the cache's and the key ring's figures."""
@@ -176,6 +181,8 @@ class HandshakeHooks:
         state = connection_state(conn)
         if state is not None:
             state.cache_hit = True
+        if self.session_found is not None:
+            self.session_found(conn, key)
         return der
 
     def session_corrupt(self, conn: Any) -> None:

@@ -170,26 +170,20 @@ ORIGIN = "_resumetls_origin"
 def note_origins(factory: Any) -> None:
     """
     Make C{factory}'s session lookups note, on the connection, which worker
-    stored the session they found (the LMDB entry says).  Tickets carry no
-    such mark: their origin stays unknown.
+    stored the session they found (the LMDB entry says), through the hooks'
+    C{session_found}.  Tickets carry no such mark: their origin stays
+    unknown.
     """
-    hooks = factory.hooks
     cache = factory.cache
     if cache is None or not hasattr(cache, "origin_of"):
         return
-    lookup = hooks.session_get
 
-    def session_get(conn: Any, session_id: bytes) -> bytes | None:
-        der = lookup(conn, session_id)
-        if der is not None and conn is not None:
-            prefix = getattr(hooks, "key_prefix", None) or hooks._key_prefix
-            origin = cache.origin_of(prefix + session_id)
-            if origin:
-                setattr(conn, ORIGIN, origin)
-        return der
+    def session_found(conn: Any, key: bytes) -> None:
+        origin = cache.origin_of(key)
+        if origin and conn is not None:
+            setattr(conn, ORIGIN, origin)
 
-    # The OpenSSL callbacks call hooks.session_get on this object each time.
-    hooks.session_get = session_get
+    factory.hooks.session_found = session_found
 
 
 def server_status() -> dict[str, Any] | None:

@@ -321,3 +321,17 @@ class HooksTests(SynchronousTestCase):
         self.patch(self.cache, "store_now", lambda *a: stored.append(a))
         hooks.session_new(None, b"i" * 32, b"der", 7200, TLS12)
         self.assertEqual(stored, [(b"q" * 16 + b"i" * 32, b"der", 5)])
+
+    def test_session_found(self):
+        """
+        C{session_found} hears of each session a lookup found, with the
+        connection and the namespaced cache key; never of a miss.
+        """
+        found = []
+        self.hooks.session_found = lambda conn, key: found.append((conn, key))
+        conn = SimpleNamespace()
+        self.assertIsNone(self.hooks.session_get(conn, b"m" * 32))
+        self.assertEqual(found, [])
+        self.hooks.session_new(conn, b"i" * 32, b"der", 60, TLS12)
+        self.assertEqual(self.hooks.session_get(conn, b"i" * 32), b"der")
+        self.assertEqual(found, [(conn, b"p" * 16 + b"i" * 32)])
