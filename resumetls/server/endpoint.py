@@ -127,26 +127,41 @@ class ResumingServerEndpoint:
     def listen(self, protocolFactory: Any) -> Any:  # noqa: N803 - Twisted's name
         from twisted.internet.endpoints import TCP4ServerEndpoint
 
-        from resumetls.server import registry as _registry
-
         # A TCP4 endpoint listens on IPv6 too when the interface is an IPv6
         # address (the port picks the family), as SSL4ServerEndpoint does.
         endpoint = TCP4ServerEndpoint(
             self.reactor, self.port, backlog=self.backlog, interface=self.interface
         )
 
-        def listening(port: Any) -> Any:
-            _registry.register(self.context_factory)
-            self._listening += 1
-            self.key_source.start()
-            if self.certificate_watch is not None:
-                self.certificate_watch.start()
-            self.announce(port)
-            return _KeySourcePort(port, self)
-
         return endpoint.listen(self.tls_factory(protocolFactory)).addCallback(
-            listening
+            self._listening_on
         )
+
+    def adopt(self, fd: int, family: Any, protocolFactory: Any) -> Any:  # noqa: N803
+        """
+        Serve on a listening socket this process inherited (file descriptor
+        C{fd}, of address family C{family}), as L{listen} serves on one it
+        binds: the same TLS layer, key source, certificate watch and
+        C{resumetls.started}; stopping the port stops them.  The workers of
+        C{twist resumetls --workers} serve their parent's sockets this way.
+        C{fd} stays open: the port listens on a duplicate.
+
+        @return: the listening port (its C{factory} is the TLS layer).
+        """
+        tls = self.tls_factory(protocolFactory)
+        return self._listening_on(self.reactor.adoptStreamPort(fd, family, tls))
+
+    def _listening_on(self, port: Any) -> Any:
+        """A port listens: register, start the key source and watch, announce."""
+        from resumetls.server import registry as _registry
+
+        _registry.register(self.context_factory)
+        self._listening += 1
+        self.key_source.start()
+        if self.certificate_watch is not None:
+            self.certificate_watch.start()
+        self.announce(port)
+        return _KeySourcePort(port, self)
 
     def secret_files(self) -> list[str]:
         """

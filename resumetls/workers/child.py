@@ -24,7 +24,6 @@ import sys
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
 
@@ -34,6 +33,7 @@ from resumetls.workers.control import (
     ServerStatus,
     SetKeys,
     Stats,
+    adopt_control,
     unpack_keys,
 )
 
@@ -151,7 +151,6 @@ class Worker(amp.AMP):
         return protocol_factory(what, target, self.reactor)
 
     def _serve(self, listener: dict, app: Any) -> None:
-        from resumetls.server import registry as _registry
         from resumetls.server.config import ServerConfig
         from resumetls.server.endpoint import ResumingServerEndpoint
         from resumetls.workers.plan import worker_config
@@ -161,12 +160,14 @@ class Worker(amp.AMP):
             ServerConfig(**listener["config"]), bool(self.key_source)
         )
         endpoint = ResumingServerEndpoint.from_config(self.reactor, config)
-        if hasattr(endpoint, "tls_factory"):
-            tls = endpoint.tls_factory(app)
-        else:  # pragma: no cover - before the TLS layer of resumetls.server.protocol
-            from twisted.protocols.tls import TLSMemoryBIOFactory
-
-            tls = TLSMemoryBIOFactory(endpoint.context_factory, False, app)
+        fd = listener["fd"]
+        family = socket.AF_INET6 if listener["family"] == "inet6" else socket.AF_INET
+        # The endpoint's own path: TLS layer, key source and certificate
+        # watch started, resumetls.started logged; stopping the port (see
+        # drain) stops them.
+        port = endpoint.adopt(fd, family, app)
+        os.close(fd)  # the port holds its own duplicate
+        tls = port.factory
         build = tls.buildProtocol
 
         def counting(addr: Any) -> Any:
@@ -174,16 +175,7 @@ class Worker(amp.AMP):
             return build(addr)
 
         tls.buildProtocol = counting
-        fd = listener["fd"]
-        family = socket.AF_INET6 if listener["family"] == "inet6" else socket.AF_INET
-        port = self.reactor.adoptStreamPort(fd, family, tls)
-        os.close(fd)  # the port holds its own duplicate
-        _registry.register(endpoint.context_factory)
         note_origins(endpoint.context_factory)
-        endpoint.key_source.start()
-        watch = getattr(endpoint, "certificate_watch", None)
-        if watch is not None:
-            watch.start()
         self.ports.append(port)
         self.tls_factories.append(tls)
         self.endpoints.append(endpoint)
@@ -215,9 +207,9 @@ class Worker(amp.AMP):
         refresh = getattr(self, "_refresh", None)
         if refresh is not None and refresh.running:
             refresh.stop()
+        # Each port's stopListening also stops its key source and
+        # certificate watch (ResumingServerEndpoint.adopt).
         stopping = [defer.maybeDeferred(p.stopListening) for p in self.ports]
-        for endpoint in self.endpoints:
-            endpoint.key_source.stop()
         self._draining = defer.Deferred()
         start = self.reactor.seconds()
         open_at_start = self.open_connections()
@@ -277,11 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     globalLogBeginner.beginLoggingTo([_observer(index)], redirectStandardIO=False)
     worker = Worker(index, reactor)
 
-    class _One(Factory):
-        def buildProtocol(self, addr: Any) -> Any:  # noqa: N802
-            return worker
-
-    reactor.adoptStreamConnection(CONTROL_FD, socket.AF_UNIX, _One())
+    adopt_control(reactor, CONTROL_FD, worker)
     os.close(CONTROL_FD)
     reactor.run()
 

@@ -125,3 +125,14 @@ def unpack_keys(data: bytes) -> KeySet:
         tuple(found["decrypt_only"]),
         tuple(found["pending"]),
     )
+
+
+def adopt_control(reactor: Any, fd: int, protocol: amp.AMP) -> None:
+    """Run C{protocol} over the inherited control socket C{fd} (duplicated)."""
+    import socket
+
+    from twisted.internet.protocol import Factory
+
+    reactor.adoptStreamConnection(
+        fd, socket.AF_UNIX, Factory.forProtocol(lambda: protocol)
+    )

@@ -38,6 +38,9 @@ class SharedKeyOwner:
     decryption, makes a new pending key and calls C{publish(keys)}.
 
     @param publish: called with the new L{KeySet} after every change.
+    @param first: the first encrypting key: the one C{twist resumetls}
+        generated (and logged) when it checked the listener's options; a new
+        one, logged here, when L{None}.
     """
 
     def __init__(
@@ -45,10 +48,18 @@ class SharedKeyOwner:
         clock: Any,
         policy: RotationPolicy,
         publish: Callable[[KeySet], Any],
+        first: TicketKey | None = None,
     ) -> None:
         self.policy = policy
         self._publish = publish
-        self.keys = KeySet(TicketKey.generate(), (), (TicketKey.generate(),))
+        if first is None:
+            first = TicketKey.generate()
+            _log.info(
+                "generated ticket key {fingerprint}",
+                fingerprint=first.fingerprint,
+                event="resumetls.key.generated",
+            )
+        self.keys = KeySet(first, (), (TicketKey.generate(),))
         self.ring = KeyRing(self.keys, clock=clock, source="workers")
         self._loop = LoopingCall(self.rotate)
         self._loop.clock = clock

@@ -72,6 +72,31 @@ def worker_config(config: Any, parent_keys: bool) -> Any:
     return attrs.evolve(config, **changes)
 
 
+def checked_config(config: Any, endpoint: Any) -> Any:
+    """
+    A listener's configuration with what the parent resolved when it
+    checked the options (C{endpoint}, built then): without C{--certificate},
+    the development certificate's files, made and announced once by the
+    parent, so that no worker makes or announces it again.
+    """
+    watch = getattr(endpoint, "certificate_watch", None)
+    if config.certificate is not None or watch is None:
+        return config
+    return attrs.evolve(config, certificate=watch.certificate, key=watch.key)
+
+
+def first_key(configs: list[Any], endpoints: list[Any]) -> Any:
+    """
+    The key that encrypts first with generated ticket keys: the one the
+    parent generated (and logged) for the first listener whose keys it
+    owns, when it checked the options; L{None} if none does.
+    """
+    for config, endpoint in zip(configs, endpoints, strict=True):
+        if owns_keys(config) and endpoint is not None:
+            return endpoint.key_source.key_ring.encrypting_key()
+    return None
+
+
 def config_as_data(config: Any) -> dict[str, Any]:
     """A configuration as JSON-able data (the worker rebuilds it)."""
     return {

@@ -22,11 +22,21 @@ def workers_service(options: Any) -> service.MultiService:
     from twisted.internet import reactor
 
     top = service.MultiService()
+    # The endpoints built while the options were checked: what they resolved
+    # (and logged) once is handed on, not made again by every worker.
+    endpoints = [endpoint for _, endpoint in options.listeners]
+    configs = [
+        _plan.checked_config(config, endpoint)
+        for config, endpoint in zip(
+            _plan.listener_configs(options), endpoints, strict=True
+        )
+    ]
     supervisor = WorkerSupervisor(
-        _plan.listener_configs(options),
+        configs,
         {name: options[name] for name in ("factory", "wsgi", "path")},
         options.workers,
         reactor,
+        first_key=_plan.first_key(configs, endpoints),
     )
     supervisor.setServiceParent(top)
     if options.metrics_endpoint is not None:

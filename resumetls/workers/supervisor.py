@@ -20,9 +20,10 @@ import socket
 import sys
 from typing import Any
 
+import attrs
 from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.protocols import amp
 
@@ -34,6 +35,7 @@ from resumetls.workers.control import (
     ServerStatus,
     SetKeys,
     Stats,
+    adopt_control,
     pack_keys,
 )
 
@@ -66,18 +68,18 @@ class _WorkerProcess(ProcessProtocol):
         self.supervisor._ended(self.slot, reason.value)
 
 
+@attrs.define
 class _Slot:
     """One worker position: its number, and the process now in it."""
 
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.pid: int | None = None
-        self.process: Any = None
-        self.control: _Parent | None = None
-        self.started = 0.0
-        self.delay = FIRST_DELAY
-        self.restarts = 0
-        self.ended: defer.Deferred | None = None
+    index: int
+    pid: int | None = None
+    process: Any = None
+    control: _Parent | None = None
+    started: float = 0.0
+    delay: float = FIRST_DELAY
+    restarts: int = 0
+    ended: defer.Deferred | None = None
 
 
 class WorkerSupervisor(service.Service):
@@ -88,6 +90,8 @@ class WorkerSupervisor(service.Service):
     @param grace: seconds stopping workers let open connections finish.
     @param reuseport: one C{SO_REUSEPORT} socket per worker and listener
         (see L{resumetls.workers.sockets}), else one shared socket.
+    @param first_key: the first key of generated ticket keys (see
+        L{SharedKeyOwner}), or L{None}.
     """
 
     def __init__(
@@ -98,15 +102,13 @@ class WorkerSupervisor(service.Service):
         reactor: Any = None,
         grace: float = _plan.GRACE,
         reuseport: bool = False,
+        first_key: Any = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
-        self.listeners = listeners
-        self.app = app
-        self.count = count
-        self.reactor = reactor
-        self.grace = grace
-        self.reuseport = reuseport
+        self.listeners, self.app, self.count = listeners, app, count
+        self.reactor, self.grace, self.reuseport = reactor, grace, reuseport
+        self._first_key = first_key
         self.slots = [_Slot(i + 1) for i in range(count)]
         self.sockets: list[list[socket.socket]] = []
         self.cache_dir: str | None = None
@@ -152,7 +154,9 @@ class WorkerSupervisor(service.Service):
         owners = [c for c in self.listeners if _plan.owns_keys(c)]
         if owners:
             policy = RotationPolicy(owners[0].rotate_every, owners[0].keep_keys)
-            self.key_owner = SharedKeyOwner(self.reactor, policy, self._publish)
+            self.key_owner = SharedKeyOwner(
+                self.reactor, policy, self._publish, self._first_key
+            )
             self.key_owner.start()
         if hasattr(signal, "SIGHUP"):
             self._previous_hup = signal.signal(signal.SIGHUP, self._on_hup)
@@ -171,10 +175,6 @@ class WorkerSupervisor(service.Service):
         )
         for slot in self.slots:
             self._spawn(slot)
-
-    def ports(self) -> list[int]:
-        """The port of each listener (after binding)."""
-        return [s[0].getsockname()[1] for s in self.sockets]
 
     def _plan_for(self, slot: _Slot) -> tuple[dict[str, Any], dict[int, int]]:
         listeners = []
@@ -222,12 +222,7 @@ class WorkerSupervisor(service.Service):
         slot.started = self.reactor.seconds()
         slot.ended = defer.Deferred()
         control = slot.control = _Parent(self)
-
-        class _One(Factory):
-            def buildProtocol(self, addr: Any) -> Any:  # noqa: N802
-                return control
-
-        self.reactor.adoptStreamConnection(parent_end.fileno(), socket.AF_UNIX, _One())
+        adopt_control(self.reactor, parent_end.fileno(), control)
         parent_end.close()
         keys = pack_keys(self.key_owner.keys) if self.key_owner else b""
         d = control.callRemote(Boot, plan=data, seal_key=self._seal_key, keys=keys)
@@ -391,12 +386,6 @@ def _describe_status(status: Any) -> str:
     """C{exited with status 3}, C{was killed by signal 9 (SIGKILL)}, C{exited}."""
     sig = getattr(status, "signal", None)
     if sig:
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = "?"
+        name = signal.Signals(sig).name if sig in signal.valid_signals() else "?"
         return f"was killed by signal {sig} ({name})"
-    code = getattr(status, "exitCode", None)
-    if code:
-        return f"exited with status {code}"
-    return "exited with status 0"
+    return f"exited with status {getattr(status, 'exitCode', None) or 0}"

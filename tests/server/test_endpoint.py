@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -260,6 +261,34 @@ class ParserTests(SynchronousTestCase):
         self.assertEqual(source.key_ring.encrypting_key().name, b.name)
         # stopping again is harmless
         self.assertIsNone(self.successResultOf(port.stopListening()))
+
+    def test_adopted_socket(self):
+        """
+        A socket adopted from a parent (a worker's) is served like one the
+        endpoint binds: registered, key source and certificate watch
+        started, C{resumetls.started} logged; stopping the port stops both.
+        """
+        previous = signal.getsignal(signal.SIGHUP)
+        self.addCleanup(signal.signal, signal.SIGHUP, previous)
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        endpoint, _, _ = self.key_file_endpoint()
+        app = Factory()
+        port = endpoint.adopt(7, socket.AF_INET, app)
+        [(fd, family, tls)] = self.reactor.adoptedPorts
+        self.assertEqual((fd, family), (7, socket.AF_INET))
+        self.assertIsInstance(tls, ResumingTLSFactory)
+        self.assertIs(tls.wrappedFactory, app)
+        self.assertIn(endpoint.context_factory, _registry.factories())
+        self.assertTrue(endpoint.key_source.running)
+        self.assertTrue(endpoint.certificate_watch.running)
+        started = [e for e in events if e.get("event") == "resumetls.started"]
+        self.assertEqual(len(started), 1)
+        self.successResultOf(port.stopListening())
+        self.assertFalse(endpoint.key_source.running)
+        self.assertFalse(endpoint.certificate_watch.running)
+        self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
 
     def test_last_port_stops_key_source(self):
         """Listening twice on one endpoint: the source runs until both stop."""

@@ -247,8 +247,26 @@ class SupervisionTests(_Workers, TestCase):
         """
         SIGTERM: every worker stops (exit status 0), then the parent (as
         twist does, by the signal), and the cache directory is removed.
+        Start-up said each thing once: one development certificate warning
+        and one generated key (the parent's), and each worker announced its
+        listener (C{resumetls.started}) with that key.
         """
         proc = self.start()
+        output = _wait(
+            "both workers' resumetls.started",
+            lambda: (out := support.read_output(proc)).count("resumetls listening on")
+            >= 2
+            and out,
+            proc=proc,
+        )
+        self.assertEqual(output.count("self-signed development certificate"), 1)
+        [key] = re.findall(r"generated ticket key (\w+)", output)
+        listening = re.findall(
+            rf"\[worker (\d) pid \d+\] .*resumetls listening on 127\.0\.0\.1:"
+            rf"{self.port} .*ticket keys shared by the workers.* {key} encrypts",
+            output,
+        )
+        self.assertEqual(sorted(listening), ["1", "2"])
         cache = re.search(r"shared session cache in (\S+),", support.read_output(proc))
         self.assertTrue(os.path.isdir(cache.group(1)))
         proc.terminate()
