@@ -23,12 +23,16 @@ import struct
 from typing import Any
 
 import lmdb
-from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from resumetls.cache.base import (
+    DEFAULT_MAX_ENTRIES,
+    ImmediateCache,
+    check_max_entries,
+    live,
+)
 from resumetls.cache.lmdbenv import LMDBCacheError, open_environment, release
-from resumetls.cache.memory import DEFAULT_MAX_ENTRIES
 from resumetls.cache.stats import CacheStats
 from resumetls.interfaces import IImmediateSessionCache
 
@@ -55,7 +59,7 @@ def _order_key(expiry: float, key: bytes) -> bytes:
 
 
 @implementer(IImmediateSessionCache)
-class LMDBSessionCache:
+class LMDBSessionCache(ImmediateCache):
     """
     A session cache in an LMDB environment shared by the processes of a
     host, with a size bound (entries) and a lifetime per entry.
@@ -91,19 +95,10 @@ class LMDBSessionCache:
         sealer: Any = None,
         origin: int = 0,
     ) -> None:
-        if (
-            not isinstance(max_entries, int)
-            or isinstance(max_entries, bool)
-            or max_entries < 1
-        ):
-            raise ValueError(
-                f"the session cache size must be a positive integer, "
-                f"not {max_entries!r}"
-            )
         if clock is None:
             from twisted.internet import reactor as clock  # noqa: N813
         self.path = path
-        self.max_entries = max_entries
+        self.max_entries = check_max_entries(max_entries)
         self.origin = origin
         self._clock = clock
         self._sealer = None
@@ -145,15 +140,13 @@ class LMDBSessionCache:
         """
         if self._sealer is not None:
             return
-        from resumetls.cache.seal import SealKeyError, SessionSealer, derive_key
+        from resumetls.cache.seal import SealKeyError, SessionSealer, sealing_key
 
         try:
-            with open(private_key_file, "rb") as f:
-                key = derive_key(f.read(), b"sessions")
-        except (OSError, SealKeyError) as e:
+            key = sealing_key(private_key_file, None, b"sessions")
+        except SealKeyError as e:
             raise LMDBCacheError(
-                f"cannot derive the session cache's sealing key from "
-                f"{private_key_file}: {getattr(e, 'strerror', None) or e}"
+                f"cannot derive the session cache's sealing key: {e}"
             ) from None
         self.use_sealer(SessionSealer(key, NAMESPACE))
 
@@ -228,12 +221,7 @@ class LMDBSessionCache:
 
         @raise ValueError: if C{lifetime} is infinite or not a number.
         """
-        if not 0 < lifetime < math.inf:
-            if not math.isfinite(lifetime):
-                raise ValueError(
-                    f"a session lifetime must be a finite number of seconds, "
-                    f"not {lifetime!r}"
-                )
+        if not live(lifetime):
             self.remove_now(session_id)
             return
         now = self._clock.seconds()
@@ -342,18 +330,7 @@ class LMDBSessionCache:
         except Exception as e:  # noqa: BLE001 - a failed remove is counted
             self._failed("remove", e)
 
-    # -- ISessionCache ---------------------------------------------------------------
-
-    def store(self, session_id: bytes, der: bytes, lifetime: float) -> Deferred:
-        self.store_now(session_id, der, lifetime)
-        return succeed(None)
-
-    def lookup(self, session_id: bytes) -> Deferred:
-        return succeed(self.lookup_now(session_id))
-
-    def remove(self, session_id: bytes) -> Deferred:
-        self.remove_now(session_id)
-        return succeed(None)
+    # -- ISessionCache (store, lookup, remove: ImmediateCache's) ------------------
 
     def stats(self) -> CacheStats:
         """The figures now, expired entries swept first (see the class)."""
@@ -383,20 +360,11 @@ def from_url(url: str, parts: Any, params: dict[str, str], clock: Any) -> Any:
     L{resumetls.cache.urls.register_backend}): no I/O here; the store opens
     when the server gives it its sealing key (L{use_service_key}).
     """
-    from resumetls.cache.urls import CacheURLError, positive_int, safe_url
+    from resumetls.cache.urls import CacheURLError, safe_url, size_only
 
     if parts.netloc or not parts.path.startswith("/") or parts.fragment:
         raise CacheURLError(
             f"session cache {safe_url(url)!r}: write lmdb:///ABSOLUTE/DIRECTORY "
             "(three slashes, no host) or lmdb:///DIRECTORY?size=N"
         )
-    unknown = sorted(set(params) - {"size"})
-    if unknown:
-        raise CacheURLError(
-            f"session cache {safe_url(url)!r}: unknown parameter "
-            f"{', '.join(unknown)}; lmdb:// knows: size"
-        )
-    size = DEFAULT_MAX_ENTRIES
-    if "size" in params:
-        size = positive_int(url, "size", params["size"])
-    return LMDBSessionCache(parts.path, size, clock)
+    return LMDBSessionCache(parts.path, size_only(url, params, "lmdb"), clock)

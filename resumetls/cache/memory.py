@@ -11,9 +11,14 @@ from collections import OrderedDict
 from heapq import heapify, heappop, heappush
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
+from resumetls.cache.base import (
+    DEFAULT_MAX_ENTRIES,
+    ImmediateCache,
+    check_max_entries,
+    live,
+)
 from resumetls.cache.stats import CacheStats
 from resumetls.interfaces import IImmediateSessionCache
 
@@ -22,10 +27,6 @@ from resumetls.interfaces import IImmediateSessionCache
 # and the DER would cost about 80 bytes more).
 _EXPIRY = struct.Struct("!d")
 _HEADER = _EXPIRY.size
-
-# OpenSSL's own bound, SSL_SESSION_CACHE_MAX_SIZE_DEFAULT (1024*20) in
-# include/openssl/ssl.h.in; also nginx's "builtin" size when none is given.
-DEFAULT_MAX_ENTRIES = 20480
 
 # The expiry index keeps keys of entries that have gone (evicted, removed,
 # replaced) until their second comes; it is rebuilt when such stale keys
@@ -36,7 +37,7 @@ _STALE_SLACK = 1024
 
 
 @implementer(IImmediateSessionCache)
-class MemorySessionCache:
+class MemorySessionCache(ImmediateCache):
     """
     An in-process LRU session cache with a size bound and per-entry lifetime.
 
@@ -81,18 +82,9 @@ class MemorySessionCache:
     """
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES, clock: Any = None):
-        if (
-            not isinstance(max_entries, int)
-            or isinstance(max_entries, bool)
-            or max_entries < 1
-        ):
-            raise ValueError(
-                f"the session cache size must be a positive integer, "
-                f"not {max_entries!r}"
-            )
+        self.max_entries = check_max_entries(max_entries)
         if clock is None:
             from twisted.internet import reactor as clock  # noqa: N813
-        self.max_entries = max_entries
         self._clock = clock
         # key -> packed expiry + DER, least recently used first
         self._entries: OrderedDict[bytes, bytes] = OrderedDict()
@@ -160,12 +152,7 @@ class MemorySessionCache:
 
         @raise ValueError: if C{lifetime} is infinite or not a number.
         """
-        if not 0 < lifetime < math.inf:
-            if not math.isfinite(lifetime):
-                raise ValueError(
-                    f"a session lifetime must be a finite number of seconds, "
-                    f"not {lifetime!r}"
-                )
+        if not live(lifetime):
             self.remove_now(session_id)
             return
         now = self._clock.seconds()
@@ -222,18 +209,7 @@ class MemorySessionCache:
         if value is not None:
             self._bytes -= len(session_id) + len(value) - _HEADER
 
-    # -- ISessionCache ------------------------------------------------------------
-
-    def store(self, session_id: bytes, der: bytes, lifetime: float) -> Deferred:
-        self.store_now(session_id, der, lifetime)
-        return succeed(None)
-
-    def lookup(self, session_id: bytes) -> Deferred:
-        return succeed(self.lookup_now(session_id))
-
-    def remove(self, session_id: bytes) -> Deferred:
-        self.remove_now(session_id)
-        return succeed(None)
+    # -- ISessionCache (store, lookup, remove: ImmediateCache's) ----------------
 
     def stats(self) -> CacheStats:
         self._sweep(self._clock.seconds())

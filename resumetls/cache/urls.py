@@ -62,24 +62,36 @@ def positive_int(url: str, name: str, value: str) -> int:
     return int(value)
 
 
+def size_only(url: str, params: dict[str, str], scheme: str) -> int:
+    """
+    The C{size} parameter of a backend that takes no other (C{memory://},
+    C{lmdb://}); L{DEFAULT_MAX_ENTRIES} when it is not given.
+
+    @raise CacheURLError: another parameter, or a size that is not a
+        positive integer.
+    """
+    from resumetls.cache.base import DEFAULT_MAX_ENTRIES
+
+    unknown = sorted(set(params) - {"size"})
+    if unknown:
+        raise CacheURLError(
+            f"session cache {safe_url(url)!r}: unknown parameter "
+            f"{', '.join(unknown)}; {scheme}:// knows: size"
+        )
+    if "size" not in params:
+        return DEFAULT_MAX_ENTRIES
+    return positive_int(url, "size", params["size"])
+
+
 def _memory(url: str, parts: SplitResult, params: dict[str, str], clock: Any) -> Any:
-    from resumetls.cache.memory import DEFAULT_MAX_ENTRIES, MemorySessionCache
+    from resumetls.cache.memory import MemorySessionCache
 
     if parts.netloc or parts.path not in ("", "/") or parts.fragment:
         raise CacheURLError(
             f"session cache {safe_url(url)!r}: memory:// takes no host, path or "
             "fragment; write memory:// or memory://?size=N"
         )
-    unknown = sorted(set(params) - {"size"})
-    if unknown:
-        raise CacheURLError(
-            f"session cache {safe_url(url)!r}: unknown parameter "
-            f"{', '.join(unknown)}; memory:// knows: size"
-        )
-    size = DEFAULT_MAX_ENTRIES
-    if "size" in params:
-        size = positive_int(url, "size", params["size"])
-    return MemorySessionCache(max_entries=size, clock=clock)
+    return MemorySessionCache(size_only(url, params, "memory"), clock)
 
 
 def _lmdb(url: str, parts: SplitResult, params: dict[str, str], clock: Any) -> Any:
