@@ -22,59 +22,44 @@ class ResumptionCollector:
         self._factories = factories
 
     def collect(self) -> Iterable[Any]:
-        handshakes = CounterMetricFamily(
-            "resumetls_handshakes",
-            "TLS handshakes completed, by kind",
-            labels=["service", "kind"],
-        )
-        tickets = CounterMetricFamily(
-            "resumetls_tickets",
-            "Session tickets, by event",
-            labels=["service", "event"],
-        )
-        cache_ops = CounterMetricFamily(
-            "resumetls_cache_operations",
-            "Session cache operations, by result",
-            labels=["service", "result"],
-        )
-        cache_entries = GaugeMetricFamily(
-            "resumetls_cache_entries", "Sessions in the cache", labels=["service"]
-        )
-        cache_bytes = GaugeMetricFamily(
-            "resumetls_cache_bytes",
-            "Bytes of sessions in the cache",
-            labels=["service"],
-        )
-        key_age = GaugeMetricFamily(
-            "resumetls_ticket_key_age_seconds",
-            "Age of the encrypting ticket key",
-            labels=["service"],
-        )
-        keys = GaugeMetricFamily(
-            "resumetls_ticket_keys",
-            "Ticket keys held, by role",
-            labels=["service", "role"],
-        )
-        errors = CounterMetricFamily(
-            "resumetls_errors", "Callback and cache errors", labels=["service", "kind"]
-        )
-        capabilities = GaugeMetricFamily(
-            "resumetls_capability",
-            "1 when the OpenSSL route gives this feature, 0 when degraded to "
-            "OpenSSL's built-in cache",
-            labels=["service", "feature"],
-        )
-        closed = CounterMetricFamily(
-            "resumetls_connections_closed",
-            "Connections the TLS layer closed before a handshake: no handshake "
-            "within the timeout, over the bound of handshakes at once, plain HTTP",
-            labels=["service", "reason"],
-        )
-        cache_max = GaugeMetricFamily(
-            "resumetls_cache_max_entries",
-            "Size bound of the session cache",
-            labels=["service"],
-        )
+        (
+            handshakes,
+            tickets,
+            cache_ops,
+            cache_entries,
+            cache_bytes,
+            key_age,
+            keys,
+            errors,
+            capabilities,
+            cache_max,
+            closed,
+        ) = families = metric_families(
+            ("counter", "resumetls_handshakes", "TLS handshakes completed, by kind",
+             ["service", "kind"]),
+            ("counter", "resumetls_tickets", "Session tickets, by event",
+             ["service", "event"]),
+            ("counter", "resumetls_cache_operations",
+             "Session cache operations, by result", ["service", "result"]),
+            ("gauge", "resumetls_cache_entries", "Sessions in the cache", ["service"]),
+            ("gauge", "resumetls_cache_bytes", "Bytes of sessions in the cache",
+             ["service"]),
+            ("gauge", "resumetls_ticket_key_age_seconds",
+             "Age of the encrypting ticket key", ["service"]),
+            ("gauge", "resumetls_ticket_keys", "Ticket keys held, by role",
+             ["service", "role"]),
+            ("counter", "resumetls_errors", "Callback and cache errors",
+             ["service", "kind"]),
+            ("gauge", "resumetls_capability",
+             "1 when the OpenSSL route gives this feature, 0 when degraded to "
+             "OpenSSL's built-in cache", ["service", "feature"]),
+            ("gauge", "resumetls_cache_max_entries", "Size bound of the session cache",
+             ["service"]),
+            ("counter", "resumetls_connections_closed",
+             "Connections the TLS layer closed before a handshake: no handshake "
+             "within the timeout, over the bound of handshakes at once, plain HTTP",
+             ["service", "reason"]),
+        )  # fmt: skip
         for factory in self._factories():
             s = factory.stats()
             svc = factory.settings.service or "default"
@@ -121,23 +106,27 @@ class ResumptionCollector:
                 keys.add_metric([svc, "encrypting"], 1)
                 keys.add_metric([svc, "decrypt_only"], s.keys.decrypt_only)
                 keys.add_metric([svc, "pending"], s.keys.pending)
-        yield from (
-            handshakes,
-            tickets,
-            cache_ops,
-            cache_entries,
-            cache_bytes,
-            key_age,
-            keys,
-            errors,
-            capabilities,
-            cache_max,
-            closed,
-        )
+        yield from families
         # Lookups that paused handshakes, a networked cache, fleet keys.
         from resumetls.cli.fleetmetrics import fleet_families
 
         yield from fleet_families(self._factories())
+
+
+def metric_families(*rows: tuple[str, str, str, list[str]]) -> list[Any]:
+    """
+    Empty metric families from C{(type, name, help, labels)} rows, C{type}
+    one of C{counter}, C{gauge}, C{histogram}: how each of our collectors
+    declares its series, in the order they are exposed.
+    """
+    from prometheus_client.core import HistogramMetricFamily
+
+    kinds = {
+        "counter": CounterMetricFamily,
+        "gauge": GaugeMetricFamily,
+        "histogram": HistogramMetricFamily,
+    }
+    return [kinds[kind](name, doc, labels=labels) for kind, name, doc, labels in rows]
 
 
 def metrics_registry(factories: Callable[[], Iterable[Any]]) -> CollectorRegistry:

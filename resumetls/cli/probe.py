@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from resumetls.cli.probing import Outcome, ProbeError, is_ip, run_probe
+from resumetls.cli.probing import Outcome, ProbeError, run_probe
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -166,7 +166,7 @@ def main(argv: list[str]) -> int:
     try:
         timeout = _timeout(args.timeout)
         host, port = _split(args.target)
-        sni = args.servername or ("" if is_ip(host) else host)
+        sni = args.servername or ("" if _is_ip(host) else host)
         results = run_probe(
             host,
             port,
@@ -224,3 +224,14 @@ def _timeout(text: str) -> float:
             f"not {text!r}"
         ) from None
     return value
+
+
+def _is_ip(host: str) -> bool:
+    """An IP address (no SNI for it), not a name."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -396,11 +396,3 @@ def run_probe(
 def tickets_work(results: list[Outcome]) -> bool:
     """Whether stateless session tickets resume (in any TLS version)."""
     return any(r.resumes for r in results if r.mechanism == "session ticket")
-
-
-def is_ip(host: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-    except OSError:
-        return False
-    return True

@@ -227,29 +227,19 @@ class WorkersCollector:
         self.snapshot = snapshot
 
     def collect(self) -> Any:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from resumetls.cli.metrics import metric_families
 
-        handshakes = CounterMetricFamily(
-            "resumetls_worker_handshakes",
-            "TLS handshakes completed by each worker, by kind",
-            labels=["worker", "kind"],
-        )
-        connections = CounterMetricFamily(
-            "resumetls_worker_connections",
-            "Connections accepted by each worker",
-            labels=["worker"],
-        )
-        open_ = GaugeMetricFamily(
-            "resumetls_worker_connections_open",
-            "Connections open in each worker",
-            labels=["worker"],
-        )
-        workers = GaugeMetricFamily(
-            "resumetls_workers", "Worker processes answering", labels=[]
-        )
-        restarts = CounterMetricFamily(
-            "resumetls_worker_restarts", "Workers restarted after exiting", labels=[]
-        )
+        handshakes, connections, open_, workers, restarts = metric_families(
+            ("counter", "resumetls_worker_handshakes",
+             "TLS handshakes completed by each worker, by kind", ["worker", "kind"]),
+            ("counter", "resumetls_worker_connections",
+             "Connections accepted by each worker", ["worker"]),
+            ("gauge", "resumetls_worker_connections_open",
+             "Connections open in each worker", ["worker"]),
+            ("gauge", "resumetls_workers", "Worker processes answering", []),
+            ("counter", "resumetls_worker_restarts",
+             "Workers restarted after exiting", []),
+        )  # fmt: skip
         for w in self.snapshot["workers"]:
             label = str(w["worker"])
             for kind, n in w["handshakes"].items():
