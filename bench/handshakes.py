@@ -4,6 +4,8 @@ What resumption saves, measured side by side in one run:
     python bench/handshakes.py            # the full table (about 11 minutes)
     python bench/handshakes.py --quick    # fewer, shorter runs
     python bench/handshakes.py --smoke --json out.json   # what the test suite runs
+    python bench/handshakes.py --workers  # bench/workers.py: 1 vs 2 workers
+    python bench/handshakes.py --per-core # bench/percore.py: minimal protocol
 
 Servers, each on a free loopback port with the same certificate and key,
 serving the same 3-byte file over HTTP/1.0 (each response closes the
@@ -608,6 +610,13 @@ def table(report: dict) -> str:
 
 
 def main() -> int:
+    # One entry point: the worker and per-core comparisons live in scripts
+    # of their own (bench/workers.py, bench/percore.py) and run from here.
+    for flag, script in (("--workers", "workers"), ("--per-core", "percore")):
+        if flag in sys.argv[1:]:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            module = __import__(script)
+            return module.main([a for a in sys.argv[1:] if a != flag])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=2, help="s_time -time per run")

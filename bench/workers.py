@@ -1,29 +1,30 @@
 """
 Worker processes, measured side by side in one run (a script, not a test):
 
-    pip install uvicorn uvloop          # the Python peers
-    python bench/workers.py             # about 6 minutes
+    pip install uvicorn                 # the Python peer
+    python bench/workers.py             # about 5 minutes
     python bench/workers.py --quick --json out.json
+    python bench/handshakes.py --workers    # the same, from the main script
 
 1. Throughput of resumed TLS 1.2 handshakes (tickets; `openssl s_time
-   -reuse`, two load generators at once, on the same 2 cores) for
-   `twist resumetls --workers 1` and `--workers 2`, nginx with
+   -reuse`) for `twist resumetls --workers 1` and `--workers 2`, nginx with
    `worker_processes 1` and `2`, and `uvicorn --workers 1` and `2` with TLS;
-   each serving a 3-byte response and closing.  Handshakes per second (wall
-   clock) and server CPU per handshake (every process of the server, from
-   /proc).
+   each serving a 3-byte response and closing.  The load is several
+   `s_time` processes at once (`--generators`, 4 by default): one `s_time`
+   makes one connection at a time, so it waits on each round trip and
+   cannot keep two workers busy.  They run on the same cores as the
+   servers.  Handshakes per second (wall clock), server CPU per handshake
+   (every process of the server, from /proc) and load generator CPU per
+   handshake (the `s_time` processes, from their rusage).
 2. Returning clients that resume across workers: 20 clients each make a
    full handshake, then come back once (`openssl s_client -sess_in`), for
    TLS 1.2 and 1.3, against each server with 2 workers.  A return that
    lands on the other worker resumes only if the workers share sessions
    and ticket keys.
-3. Per core, with a minimal protocol (answer, close): server CPU per
-   resumed TLS 1.2 handshake, single process, for resumetls, plain
-   Twisted (`listenSSL`, OpenSSL's own cache), an asyncio `ssl` server and
-   the same under uvloop; handshakes per second per core = 1e6 / µs.
 
-Rounds are interleaved (every server once per round, in rotating order)
-and figures are medians of the rounds.
+The per-core comparison with a minimal protocol (asyncio, uvloop, plain
+Twisted) is `bench/percore.py`.  Rounds are interleaved (every server once
+per round, in rotating order) and figures are medians of the rounds.
 """
 
 from __future__ import annotations
@@ -64,48 +65,6 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", b"3"), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": b"ok\\n"})
-"""
-
-MINIMAL = r"""
-import asyncio, ssl, sys
-kind, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
-if kind in ("asyncio", "uvloop"):
-    if kind == "uvloop":
-        import uvloop
-        uvloop.install()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    async def handle(reader, writer):
-        await reader.read(1024)
-        writer.write(RESPONSE)
-        writer.close()
-    async def main():
-        server = await asyncio.start_server(handle, "127.0.0.1", port, ssl=ctx,
-                                            backlog=511)
-        async with server:
-            await server.serve_forever()
-    asyncio.run(main())
-else:
-    from twisted.internet import reactor, ssl as tssl
-    from twisted.internet.protocol import Factory, Protocol
-    class Answer(Protocol):
-        def dataReceived(self, data):
-            self.transport.write(RESPONSE)
-            self.transport.loseConnection()
-    factory = Factory.forProtocol(Answer)
-    if kind == "twisted":
-        from twisted.internet.ssl import CertificateOptions, PrivateCertificate
-        pem = open(cert).read() + open(key).read()
-        options = PrivateCertificate.loadPEM(pem).options()
-        options.enableSessions = True
-        options.enableSessionTickets = True
-        reactor.listenSSL(port, factory, options, backlog=511, interface="127.0.0.1")
-    else:
-        from twisted.internet.endpoints import serverFromString
-        serverFromString(reactor, f"resumetls:{port}:interface=127.0.0.1:"
-                         f"certKey={cert}:privateKey={key}").listen(factory)
-    reactor.run()
 """
 
 NGINX_WORKERS = NGINX_CONF.replace("master_process off;\n", "").replace(
@@ -179,11 +138,8 @@ class Server:
                 "warning",
                 "--no-access-log",
             ]
-        else:  # minimal protocol, one process
-            script = os.path.join(self.tmp, "minimal.py")
-            with open(script, "w") as f:
-                f.write(MINIMAL)
-            argv = [sys.executable, script, name, str(self.port), self.cert, self.key]
+        else:
+            raise ValueError(name)
         self.log = open(os.path.join(self.tmp, "output.log"), "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             argv,
@@ -246,9 +202,14 @@ class Server:
 
 def throughput(server: Server, seconds: int, generators: int) -> dict:
     """Resumed TLS 1.2 handshakes from several s_time processes at once."""
+    import resource
     from concurrent.futures import ThreadPoolExecutor
 
-    before = server.cpu()
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    before, load_before = server.cpu(), children_cpu()
     start = time.perf_counter()
     with ThreadPoolExecutor(generators) as pool:
         runs = list(
@@ -263,6 +224,8 @@ def throughput(server: Server, seconds: int, generators: int) -> dict:
         "reused": sum(r[1] for r in runs),
         "rate": n / wall,
         "cpu_us": (server.cpu() - before) / n * 1e6 if n else None,
+        # The s_time processes (waited for by this process: its children).
+        "load_cpu_us": (children_cpu() - load_before) / n * 1e6 if n else None,
     }
 
 
@@ -297,7 +260,7 @@ def run(args: argparse.Namespace) -> dict:
     with open(os.path.join(work, "www", "ok.txt"), "w") as f:
         f.write("ok\n")
     keys = make_keys(work)["ecdsa"]
-    report: dict = {"throughput": {}, "returning": {}, "per_core": {}}
+    report: dict = {"throughput": {}, "returning": {}, "generators": args.generators}
     servers = []
     try:
         for name in ("resumetls", "nginx", "uvicorn"):
@@ -305,20 +268,15 @@ def run(args: argparse.Namespace) -> dict:
                 continue
             for workers in (1, 2):
                 servers.append(Server(name, workers, keys, work))
-        minimal = [
-            Server(k, 1, keys, work)
-            for k in ("resumetls-min", "twisted", "asyncio", "uvloop")
-        ]
         for r in range(args.rounds):
             order = servers[r % len(servers) :] + servers[: r % len(servers)]
             for server in order:
-                report["throughput"].setdefault(server.label, []).append(
-                    throughput(server, args.seconds, 2)
-                )
-            order = minimal[r % len(minimal) :] + minimal[: r % len(minimal)]
-            for server in order:
-                report["per_core"].setdefault(server.name, []).append(
-                    throughput(server, args.seconds, 1)
+                result = throughput(server, args.seconds, args.generators)
+                report["throughput"].setdefault(server.label, []).append(result)
+                print(
+                    f"round {r + 1}/{args.rounds} {server.label:13} "
+                    f"{result['rate']:6.0f}/s",
+                    file=sys.stderr,
                 )
         for server in servers:
             if server.workers == 2:
@@ -326,7 +284,7 @@ def run(args: argparse.Namespace) -> dict:
                     report["returning"][f"{server.label} TLS {version}"] = returning(
                         server, version, args.clients, work
                     )
-        for server in minimal + servers:
+        for server in servers:
             server.stop()
     finally:
         for server in servers:
@@ -340,47 +298,47 @@ def _median(runs: list[dict], field: str) -> float:
     return statistics.median(r[field] for r in runs)
 
 
+def _ratio(mine: list[dict], theirs: list[dict]) -> float:
+    """The median over rounds of mine's rate over theirs (same round)."""
+    return statistics.median(
+        a["rate"] / b["rate"] for a, b in zip(mine, theirs, strict=True)
+    )
+
+
 def table(report: dict) -> str:
     lines = [
-        "| server | resumed TLS 1.2 handshakes/s | server CPU µs/handshake | 2 vs 1 |",
-        "|---|---:|---:|---:|",
+        f"| server ({report['generators']} s_time at once) | resumed TLS 1.2 "
+        "handshakes/s | server CPU µs/handshake | load generator CPU µs/handshake "
+        "| 2 vs 1 |",
+        "|---|---:|---:|---:|---:|",
     ]
-    rates = {k: _median(v, "rate") for k, v in report["throughput"].items()}
-    for label, runs in report["throughput"].items():
+    runs_by = report["throughput"]
+    for label, runs in runs_by.items():
         name, workers = label.rsplit(" x", 1)
-        ratio = ""
-        if workers == "2" and f"{name} x1" in rates:
-            ratio = f"{rates[label] / rates[name + ' x1']:.2f}x"
+        one = runs_by.get(f"{name} x1")
+        ratio = f"{_ratio(runs, one):.2f}x" if workers == "2" and one else ""
         lines.append(
-            f"| {label} | {rates[label]:.0f} | "
-            f"{_median(runs, 'cpu_us'):.0f} | {ratio} |"
+            f"| {label} | {_median(runs, 'rate'):.0f} | {_median(runs, 'cpu_us'):.0f} "
+            f"| {_median(runs, 'load_cpu_us'):.0f} | {ratio} |"
         )
     lines += ["", "| 2 workers | returning clients resumed |", "|---|---:|"]
     for label, r in report["returning"].items():
         lines.append(f"| {label} | {r['resumed']} of {r['clients']} |")
-    lines += [
-        "",
-        "| one process, minimal protocol | server CPU µs per resumed "
-        "TLS 1.2 handshake | handshakes/s per core | vs asyncio |",
-        "|---|---:|---:|---:|",
-    ]
-    cpu = {k: _median(v, "cpu_us") for k, v in report["per_core"].items()}
-    for name, us in cpu.items():
-        vs = f"{cpu['asyncio'] / us:.2f}x" if "asyncio" in cpu else ""
-        lines.append(f"| {name} | {us:.0f} | {1e6 / us:.0f} | {vs} |")
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--generators", type=int, default=4, help="s_time at once")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--json", help="write the report here too")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds, args.clients = 1, 2, 6
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     report = run(args)
     report["table"] = table(report)
     print(report["table"])
