@@ -15,7 +15,10 @@ bytes in and out with C{charset=None}), with what we add:
     partition) has its connection dropped after C{timeout} seconds, and the
     commands waiting on it fail.
 
-C{txredisapi} is imported on L{RedisClient.connect} only.  It keeps time
+A second connection may keep a subscription (L{RedisClient.subscribe}),
+and a target naming Sentinels connects to the master they name
+(L{resumetls.cache.redisprotocols}).  C{txredisapi} is imported on
+L{RedisClient.connect} only.  It keeps time
 with the global reactor, as does this class's watch of the connection.
 """
 
@@ -45,12 +48,18 @@ class RedisClient:
 
     @param target: a L{resumetls.cache.redisurl.RedisTarget}.
     @param reactor: the reactor to connect with (the global one by default).
+    @ivar consequence: what happens while Redis is away, in words, for the
+        line that says it went away (its user sets it).
     """
+
+    consequence = "sessions resume by ticket only and handshakes do not wait for it"
 
     def __init__(self, target: Any, reactor: Any = None) -> None:
         self.target = target
         self._reactor = reactor
         self._handler: Any = None
+        self._subscriber: Any = None
+        self._sentinel: Any = None
         self._watch: Any = None
         self._up = False
         self._announced_down = False
@@ -80,34 +89,11 @@ class RedisClient:
         """Start connecting (once); commands fail until it is up."""
         if self._handler is not None:
             return
-        import txredisapi
         from twisted.internet import reactor as global_reactor
         from twisted.internet.task import LoopingCall
 
         reactor = self._reactor if self._reactor is not None else global_reactor
-        t = self.target
-        # What txredisapi.makeConnection does, with our own endpoint: an IP
-        # literal needs no resolver thread, and TLS goes through Twisted's
-        # wrapClientTLS with a verifying context.
-        handler_class = (
-            txredisapi.UnixConnectionHandler
-            if t.path is not None
-            else txredisapi.ConnectionHandler
-        )
-        factory = txredisapi.RedisFactory(
-            t.safe,
-            t.db,
-            1,
-            isLazy=True,
-            handler=handler_class,
-            charset=None,
-            password=t.password,
-            replyTimeout=t.timeout,
-            convertNumbers=False,
-            username=t.username,
-        )
-        factory.reconnect = True
-        factory.startConnecting(self._endpoint(reactor))
+        factory = self._factory(reactor)
         handler = factory.handler
         self._handler = handler
         # Fires with the handler once connected, or fails once when the
@@ -118,6 +104,51 @@ class RedisClient:
         self._watch = LoopingCall(self._look)
         self._watch.clock = reactor
         self._watch.start(_WATCH_INTERVAL, now=False)
+
+    def _factory(self, reactor: Any, **subscriber: Any) -> Any:
+        """
+        A started txredisapi factory of one connection: to the address of
+        the URL (what C{txredisapi.makeConnection} does, with our own
+        endpoint: an IP literal needs no resolver thread, TLS goes through
+        Twisted's C{wrapClientTLS} with a verifying context), or to the
+        master Sentinel names.  With C{subscriber} keywords (C{channel},
+        C{on_message}, C{on_subscribed}), a subscribing connection.
+        """
+        from resumetls.cache import redisprotocols
+
+        if self.target.sentinels:
+            if self._sentinel is None:
+                self._sentinel = redisprotocols.new_sentinel(self.target)
+            return redisprotocols.sentinel_factory(
+                self.target, self._sentinel, bool(subscriber), **subscriber
+            )
+        factory = redisprotocols.data_factory(
+            self.target, bool(subscriber), **subscriber
+        )
+        factory.startConnecting(self._endpoint(reactor))
+        return factory
+
+    def subscribe(self, channel: bytes, on_message: Any, on_subscribed: Any) -> None:
+        """
+        Keep a second connection subscribed to C{channel} (resubscribed
+        after each reconnection): C{on_message(channel, message)} for each
+        message, C{on_subscribed()} each time the subscription is made (what
+        was published meanwhile was missed).  Stopped by L{disconnect}.
+        """
+        if self._subscriber is not None:
+            return
+        from twisted.internet import reactor as global_reactor
+
+        reactor = self._reactor if self._reactor is not None else global_reactor
+        factory = self._factory(
+            reactor,
+            channel=channel,
+            on_message=on_message,
+            on_subscribed=on_subscribed,
+        )
+        # Its login failures are the data connection's, reported there.
+        factory.handler._connected.addErrback(lambda _: None)
+        self._subscriber = factory.handler
 
     def _endpoint(self, reactor: Any) -> Any:
         import ipaddress
@@ -152,6 +183,23 @@ class RedisClient:
         options = optionsForClientTLS(t.host, trustRoot=trust)
         return endpoints.wrapClientTLS(options, endpoint)
 
+    def _lost_reason(self) -> str | None:
+        """Why the last connection was lost, in one line (TLS named)."""
+        handler = self._handler
+        why = getattr(getattr(handler, "_factory", None), "lost_reason", None)
+        if why is None:
+            return None
+        from OpenSSL import SSL
+
+        if why.check(SSL.Error):
+            errors = why.value.args[0] if why.value.args else []
+            text = "; ".join(str(e[-1]) for e in errors if isinstance(e, tuple))
+            return (
+                f"TLS failed: {text or why.getErrorMessage()}; check Redis's "
+                "certificate and ca="
+            )
+        return why.getErrorMessage()[:200]
+
     def _refused(self, failure: Any) -> None:
         self.auth_failed = True
         self.last_error = str(failure.value)[:200]
@@ -180,10 +228,12 @@ class RedisClient:
             if self._up or waited >= self.target.timeout:
                 self.downs += 1
                 self._announced_down = True
+                reason = self.last_error = self._lost_reason()
                 _log.warn(
-                    "{where} is not reachable; until it is, sessions resume by "
-                    "ticket only and handshakes do not wait for it",
+                    "{where} is not reachable{why}; until it is, {consequence}",
                     where=self.target.describe(),
+                    why=f" ({reason})" if reason else "",
+                    consequence=self.consequence,
                     event="resumetls.redis.down",
                 )
         self._up = up
@@ -199,10 +249,18 @@ class RedisClient:
         return self._handler.execute_command(*args)
 
     def disconnect(self) -> Deferred | None:
-        """Stop (re)connecting and close the connection."""
+        """Stop (re)connecting and close the connections."""
+        from twisted.internet.defer import gatherResults
+
         handler, self._handler = self._handler, None
         if self._watch is not None and self._watch.running:
             self._watch.stop()
-        if handler is None:
+        closing = [
+            c.disconnect()
+            for c in (handler, self._subscriber, self._sentinel)
+            if c is not None
+        ]
+        self._subscriber = self._sentinel = None
+        if not closing:
             return None
-        return handler.disconnect()
+        return gatherResults(closing, consumeErrors=True).addCallback(lambda _: None)

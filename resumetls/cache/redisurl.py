@@ -5,7 +5,12 @@ keys (C{--ticket-keys}):
   - C{redis://[user[:password]@]host[:port][/db][?…]}: TCP;
   - C{rediss://…?ca=/path/ca.pem}: TLS to Redis, verified against that CA
     (the system's trust roots when C{ca} is not given);
-  - C{redis+unix:///path/redis.sock?db=0}: a UNIX socket.
+  - C{redis+unix:///path/redis.sock?db=0}: a UNIX socket;
+  - C{redis+sentinel://host:port[,host:port…]/SERVICE[/db]}: the master
+    that these Redis Sentinels name for SERVICE, asked again before each
+    connection (so a failover moves the connection to the new master).
+    The password is the master's; the Sentinels are asked without one, and
+    not over TLS (txredisapi 1.6 supports neither for Sentinel).
 
 Parameters: C{db}, C{password_file=PATH} (a file only its owner can read),
 C{password_env=NAME} (an environment variable's I{name}), C{prefix} (the key
@@ -40,7 +45,8 @@ from resumetls.cache.urls import (
 
 __all__ = ["RedisTarget", "parse_redis_url"]
 
-SCHEMES = ("redis", "rediss", "redis+unix")
+SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel")
+SENTINEL_PORT = 26379
 DEFAULT_PREFIX = "resumetls"
 DEFAULT_TIMEOUT = 2.0
 _COMMON = ("db", "password_file", "password_env", "prefix", "timeout")
@@ -71,6 +77,9 @@ class RedisTarget:
     timeout: float = DEFAULT_TIMEOUT
     seal_key_file: str | None = None
     size: int | None = None
+    #: Sentinels' (host, port) and the service they name (redis+sentinel:).
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
 
     def __repr__(self) -> str:
         return f"<RedisTarget {self.safe}>"
@@ -79,6 +88,10 @@ class RedisTarget:
         """Where, in words (no credentials)."""
         if self.path is not None:
             where = f"UNIX socket {self.path}"
+        elif self.sentinels:
+            where = f"master {self.service!r} of Sentinel " + ", ".join(
+                f"{h}:{p}" for h, p in self.sentinels
+            )
         else:
             where = f"{self.host}:{self.port}" + (" over TLS" if self.tls else "")
         return f"Redis at {where}, db {self.db}, keys {self.prefix}:*"
@@ -141,12 +154,22 @@ def parse_redis_url(
     if parts.fragment:
         raise _fail(url, what, "a fragment ('#…') is not allowed")
     try:
-        port = parts.port
+        port = parts.port if scheme != "redis+sentinel" else None
     except ValueError:
         raise _fail(url, what, "the port must be a number from 1 to 65535") from None
     fields: dict[str, Any] = {"safe": safe_url(url), "tls": scheme == "rediss"}
     db_text = params.get("db")
-    if scheme == "redis+unix":
+    if scheme == "redis+sentinel":
+        fields["sentinels"] = _sentinels(url, what, parts.netloc.rpartition("@")[2])
+        names = [unquote(n) for n in parts.path.split("/") if n]
+        if not names or len(names) > 2:
+            raise _fail(url, what, f"write {scheme}://HOST:PORT[,HOST:PORT]/SERVICE[/DB]")
+        fields["service"] = names[0]
+        if len(names) == 2:
+            if db_text is not None:
+                raise _fail(url, what, "the database is given twice (path and db=)")
+            db_text = names[1]
+    elif scheme == "redis+unix":
         if parts.hostname or port:
             raise _fail(url, what, "write redis+unix:///path/to/redis.sock (no host)")
         if not parts.path or parts.path == "/":
@@ -191,6 +214,18 @@ def parse_redis_url(
     if "size" in params:
         fields["size"] = positive_int(url, "size", params["size"])
     return RedisTarget(**fields)
+
+
+def _sentinels(url: str, what: str, hosts: str) -> tuple[tuple[str, int], ...]:
+    """C{host:port,[v6]:port,host} (port 26379 by default) as pairs."""
+    found = []
+    for item in hosts.split(","):
+        match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::([0-9]{1,5}))?", item)
+        port = int(match.group(2)) if match and match.group(2) else SENTINEL_PORT
+        if match is None or not 0 < port < 65536:
+            raise _fail(url, what, f"a Sentinel is HOST[:PORT], not {item!r}")
+        found.append((match.group(1).strip("[]"), port))
+    return tuple(found)
 
 
 def _readable(url: str, what: str, path: str) -> str:

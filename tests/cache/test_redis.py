@@ -169,6 +169,27 @@ class RedisCacheTests(SynchronousTestCase):
         settle(self, self.cache.store(sid(1), b"d", 60))
         self.assertEqual(settle(self, self.cache.lookup(sid(1))), b"d")
 
+    def test_paused_while_logging_in(self):
+        """
+        Redis stopped (SIGSTOP) while a reconnection logs in: the login
+        times out, and that is not taken for a refused password: the cache
+        keeps trying and comes back when Redis does.
+        """
+        cache = connected_cache(self, f"{self.redis.url}?timeout=0.3", Clock())
+        factory = cache.client._handler._factory
+        self.redis.pause()
+        try:
+            self.assertIsNone(settle(self, cache.lookup(sid(1))))  # times out
+            # A reconnection's login timed out (or, as txredisapi alone
+            # does, was taken for a refusal: then it stops trying, silently).
+            spin(lambda: factory.logins_cut_short >= 1 or factory.stopped, timeout=15)
+        finally:
+            self.redis.resume()
+        spin(cache.available, timeout=20)
+        self.assertFalse(cache.client.auth_failed)
+        settle(self, cache.store(sid(1), b"d", 60))
+        self.assertEqual(settle(self, cache.lookup(sid(1))), b"d")
+
     def test_no_sealing_key_no_traffic(self):
         """Until it has its sealing key the cache sends nothing."""
         cache = cache_from_url(self.redis.url, Clock())
@@ -270,7 +291,13 @@ class RedisURLTests(SynchronousTestCase):
 
     def test_known_schemes_listed(self):
         e = self.assertRaises(CacheURLError, cache_from_url, "memcached://h", Clock())
-        for scheme in ("memory://", "redis://", "rediss://", "redis+unix://"):
+        for scheme in (
+            "memory://",
+            "redis://",
+            "rediss://",
+            "redis+unix://",
+            "redis+sentinel://",
+        ):
             self.assertIn(scheme, str(e))
 
     def test_not_redis(self):

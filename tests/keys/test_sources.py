@@ -262,7 +262,7 @@ class RegistryTests(SynchronousTestCase):
         self.assertEqual(
             str(e),
             "unknown ticket key source 'memcached://user:***@127.0.0.1/0'; known: "
-            "a key file's path, file:, redis:, redis+unix:, rediss:",
+            "a key file's path, file:, redis:, redis+sentinel:, redis+unix:, rediss:",
         )
         self.assertIsInstance(e, ValueError)
         # A redis: source's own refusal keeps the password out too.

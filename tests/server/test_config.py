@@ -153,8 +153,8 @@ class ParseTests(SynchronousTestCase):
                 "sessionTimeout must be between 1 and 604800, not '0.5'",
             ),
             (
-                {"rotateEvery": "59"},
-                "rotateEvery must be between 60 and 2.592e+06, not '59'",
+                {"rotateEvery": "4"},
+                "rotateEvery must be between 5 and 2.592e+06, not '4'",
             ),
             ({"keepKeys": "101"}, "keepKeys must be between 0 and 100, not '101'"),
             ({"tls13Tickets": "17"}, "tls13Tickets must be between 0 and 16, not '17'"),
@@ -409,7 +409,7 @@ class TableTests(SynchronousTestCase):
         self.assertEqual(
             str(e),
             "ticketKeys: unknown ticket key source 'zk://h/k'; known: a key "
-            "file's path, file:, redis:, redis+unix:, rediss:",
+            "file's path, file:, redis:, redis+sentinel:, redis+unix:, rediss:",
         )
         e = self.assertRaises(
             ConfigError, parse, {"ticket-keys": "file:/no/k"}, COMMAND_NAMES, "--"

@@ -97,11 +97,18 @@ class RedisServer:
     stops it by PID.
     """
 
-    def __init__(self, testcase: Any, password: str | None = None) -> None:
+    def __init__(
+        self,
+        testcase: Any,
+        password: str | None = None,
+        tls: bool = False,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.dir = tempfile.mkdtemp(prefix="redis-test-")
         testcase.addCleanup(shutil.rmtree, self.dir, True)
         self.port = free_port()
         self.password = password
+        self.tls_port: int | None = None
         self.socket_path = os.path.join(self.dir, "redis.sock")
         self.config = os.path.join(self.dir, "redis.conf")
         lines = [
@@ -118,6 +125,9 @@ class RedisServer:
         ]
         if password is not None:
             lines.append(f"requirepass {password}")
+        if tls:
+            lines += self._tls_lines()
+        lines += extra
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
         os.chmod(self.config, 0o600)
@@ -125,10 +135,43 @@ class RedisServer:
         testcase.addCleanup(self.stop)
         self.start()
 
+    def _tls_lines(self) -> list[str]:
+        """
+        A TLS port too: a CA of its own (C{ca.pem}) signs the server's
+        certificate for 127.0.0.1 and localhost; clients need no certificate.
+        """
+        from resumetls.certificates import issue_certificate, write_pem_files
+
+        ca = issue_certificate("resumetls test Redis CA", ca=True)
+        cert, key = issue_certificate(
+            "localhost", dns_names=["localhost"], ip_addresses=["127.0.0.1"], issuer=ca
+        )
+        self.ca_file = os.path.join(self.dir, "ca.pem")
+        write_pem_files(ca[0], ca[1], self.ca_file, os.path.join(self.dir, "ca.key"))
+        cert_file, key_file = write_pem_files(
+            cert,
+            key,
+            os.path.join(self.dir, "redis.pem"),
+            os.path.join(self.dir, "redis.key"),
+        )
+        self.tls_port = free_port()
+        return [
+            f"tls-port {self.tls_port}",
+            f"tls-cert-file {cert_file}",
+            f"tls-key-file {key_file}",
+            f"tls-ca-cert-file {self.ca_file}",
+            "tls-auth-clients no",
+        ]
+
     @property
     def url(self) -> str:
         """C{redis://127.0.0.1:PORT/0} (no password in it)."""
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def tls_url(self) -> str:
+        """C{rediss://127.0.0.1:TLS_PORT/0?ca=CA} (with C{tls=True})."""
+        return f"rediss://127.0.0.1:{self.tls_port}/0?ca={self.ca_file}"
 
     def start(self, timeout: float = 20.0) -> None:
         """Start (again, on the same port) and wait until it answers PING."""
@@ -210,3 +253,73 @@ class RedisServer:
             if isinstance(dumped, bytes):
                 out.append(dumped)
         return b"\n".join(out)
+
+
+class RedisSentinel:
+    """
+    One C{redis-server --sentinel} for a test, on a free loopback port,
+    watching C{master} as C{name} (quorum 1: it alone decides a failover).
+    Stopped by PID in cleanup.
+    """
+
+    def __init__(self, testcase: Any, master: RedisServer, name: str = "mymaster"):
+        self.dir = tempfile.mkdtemp(prefix="sentinel-test-")
+        testcase.addCleanup(shutil.rmtree, self.dir, True)
+        self.port = free_port()
+        self.name = name
+        config = os.path.join(self.dir, "sentinel.conf")
+        with open(config, "w") as f:
+            f.write(
+                f"bind 127.0.0.1\nport {self.port}\ndaemonize no\ndir {self.dir}\n"
+                f"logfile {os.path.join(self.dir, 'sentinel.log')}\n"
+                f"sentinel monitor {name} 127.0.0.1 {master.port} 1\n"
+                f"sentinel down-after-milliseconds {name} 2000\n"
+                f"sentinel failover-timeout {name} 10000\n"
+            )
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, config, "--sentinel"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        testcase.addCleanup(stop, self.proc)
+        self.wait(lambda: self.command("PING") == "PONG", "answer PING")
+
+    def url(self, db: int = 0) -> str:
+        """C{redis+sentinel://127.0.0.1:PORT/NAME/DB}."""
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.name}/{db}"
+
+    def command(self, *args: Any, timeout: float = 5.0) -> Any:
+        """One command to the Sentinel, blocking."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(_encode(*args))
+            return _Reader(s).reply()
+
+    def master_port(self) -> int:
+        """The port of the master the Sentinel names now."""
+        _, port = self.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+        return int(port)
+
+    def wait(self, condition: Any, what: str, timeout: float = 30.0) -> None:
+        """Poll C{condition()} (errors count as false) until true, or fail."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if condition():
+                    return
+            except (OSError, ValueError, TypeError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"the Sentinel did not {what} within {timeout}s")
+
+    def knows_replica(self, replica: RedisServer) -> bool:
+        """Whether the Sentinel lists C{replica} as a replica it can promote."""
+        for fields in self.command("SENTINEL", "REPLICAS", self.name) or []:
+            info = dict(zip(fields[::2], fields[1::2], strict=False))
+            if (
+                info.get(b"port") == str(replica.port).encode()
+                and info.get(b"flags") == b"slave"
+                and info.get(b"master-link-status") == b"ok"
+            ):
+                return True
+        return False
