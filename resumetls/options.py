@@ -84,10 +84,11 @@ SERVER_OPTIONS = OptionTable(
                "repeatable (ticketKeys=A,B): the first encrypts, the others only "
                "decrypt, as nginx; reloaded on SIGHUP and when they change."),
         Option("rotate_every", "rotateEvery", "rotate-every", _DAY / 2, real,
-               Bounds(60, 30 * _DAY), "Without --ticket-keys: seconds between "
-               "key rotations (12 h, like Caddy)."),
+               Bounds(5, 30 * _DAY), "Without --ticket-keys or with fleet keys "
+               "(redis://): seconds between key rotations (12 h, like Caddy)."),
         Option("keep_keys", "keepKeys", "keep-keys", 2, integer, Bounds(0, 100),
-               "Without --ticket-keys: old keys kept for decryption."),
+               "Without --ticket-keys or with fleet keys: old keys kept for "
+               "decryption (rotation intervals, for fleet keys)."),
         Option("session_timeout", "sessionTimeout", "session-timeout", 3600, real,
                Bounds(1, 7 * _DAY), "Seconds a session stays resumable."),
         Option("tls13_tickets", "tls13Tickets", "tls13-tickets", 2, integer,

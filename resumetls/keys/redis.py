@@ -43,6 +43,12 @@ return 1
 _AAD = b"ring"
 DEFAULT_POLL = 5.0
 _JOIN_POLL = 0.1
+# What the line saying Redis went away adds, before and after joining.
+_AWAY_LOCAL = (
+    "ticket keys are this server's own (they stay valid for decryption "
+    "after it joins the fleet's)"
+)
+_AWAY_JOINED = "the fleet's keys known stay, and change roles on their own times"
 
 
 class FleetStore:
@@ -60,6 +66,8 @@ class FleetStore:
         self.channel = base + b"changed"
         self.namespace = base
         self.sealer: Any = None
+        #: The version last read (each write adds one).
+        self.version = 0
 
     def seal_with(self, key: bytes) -> None:
         from resumetls.cache.seal import SessionSealer
@@ -73,6 +81,7 @@ class FleetStore:
             "MGET", self.ring_key, self.version_key
         )
         version = int(version or 0)
+        self.version = max(self.version, version)
         if blob is None:
             return version, None
         plain = self.sealer.open(_AAD, blob)
@@ -131,22 +140,25 @@ class RedisKeySource:
 
         self.target = target
         self.policy = policy
-        self.poll = DEFAULT_POLL
+        # Pub/sub tells of changes at once; polling is the fallback, often
+        # enough that a key is learned well within its lead time (an interval).
+        self.poll = min(DEFAULT_POLL, policy.interval / 4)
         self.store = FleetStore(client or RedisClient(target), target.prefix)
+        self.store.client.consequence = _AWAY_LOCAL
         self._clock = clock
-        self.window = max(1, policy.keep) * policy.interval
+        #: Seconds a key still decrypts after it stops encrypting: no
+        #: ticket's lifetime hint (the session timeout) may be longer.
+        self.decrypt_window = max(1, policy.keep) * policy.interval
         now = clock.seconds()
         local = FleetSchedule().extended(now, policy.interval, max(1, policy.keep))
         self.key_ring = FleetKeyRing(local, clock, source="local")
         self._local: tuple[ScheduledKey, ...] = local.keys
         self.joined = False
-        self.version = 0
         self.last_sync: float | None = None
         self.syncs = self.failures = 0
+        self.notices = 0
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
-        self._said_local = False
-        self._started = clock.seconds()
 
     def __repr__(self) -> str:
         return f"<RedisKeySource {self.target.safe} joined={self.joined}>"
@@ -171,8 +183,11 @@ class RedisKeySource:
     def start(self) -> None:
         if self.store.sealer is None:
             raise RuntimeError("RedisKeySource needs use_service_key() first")
-        self.store.client.connect()
-        self._started = self._clock.seconds()
+        client = self.store.client
+        client.connect()
+        subscribe = getattr(client, "subscribe", None)
+        if subscribe is not None:
+            subscribe(self.store.channel, self._notified, self.sync)
         if not self._loop.running:
             # Quickly until joined (the connection comes up within
             # milliseconds), then every poll interval.
@@ -191,16 +206,36 @@ class RedisKeySource:
         state = "joined" if self.joined else "not joined yet: local keys"
         return (
             f"fleet ticket keys in {self.target.describe()} ({state}), rotated "
-            f"every {self.policy.interval:g}s, old keys decrypt for {self.window:g}s"
+            f"every {self.policy.interval:g}s, old keys decrypt for "
+            f"{self.decrypt_window:g}s"
         )
 
+    @property
+    def version(self) -> int:
+        """The version of the fleet's keys last read."""
+        return self.store.version
+
     def fleet_status(self) -> dict[str, Any]:
-        """Roles, version and time since the last read (no key material)."""
+        """
+        Roles, each key's fingerprint, role and times, version, time since
+        the last read, notices received by pub/sub (no key material).
+        """
         now = self._clock.seconds()
         return {
             "joined": self.joined,
             "version": self.version,
             "roles": self.key_ring.roles(),
+            "keys": [
+                {
+                    "fingerprint": k.key.fingerprint,
+                    "role": k.role(now),
+                    "active_from": k.active_from,
+                    "encrypt_until": k.encrypt_until,
+                    "decrypt_until": k.decrypt_until,
+                }
+                for k in self.key_ring.schedule.keys
+            ],
+            "notices": self.notices,
             "since_sync": None if self.last_sync is None else now - self.last_sync,
             "syncs": self.syncs,
             "failures": self.failures,
@@ -211,40 +246,43 @@ class RedisKeySource:
     def _tick(self) -> None:
         self.sync()
 
+    def _notified(self, channel: Any, message: Any) -> None:
+        """A server changed the fleet's keys (the script's PUBLISH): read them."""
+        self.notices += 1
+        try:
+            if int(message) <= self.store.version:
+                return  # our own write, or already read
+        except (TypeError, ValueError):
+            pass
+        self.sync()
+
     def sync(self) -> Deferred:
         """Read (and if due, extend) the schedule now; never fails."""
         from twisted.internet.defer import succeed
 
         if not self.store.client.available:
-            waited = self._clock.seconds() - self._started
-            if (
-                not self.joined
-                and not self._said_local
-                and waited >= self.target.timeout
-            ):
-                self._said_local = True
-                _log.warn(
-                    "{where} is not reachable: ticket keys are this server's own "
-                    "until it is (they stay valid for decryption after joining)",
-                    where=self.target.describe(),
-                    event="resumetls.fleet.local_keys",
-                )
-            return succeed(None)
+            return succeed(None)  # the client says once that Redis is away
         p = self.policy
         keep = max(1, p.keep)
+        proposed: list[tuple[FleetSchedule | None, FleetSchedule]] = []
 
         def edit(schedule: FleetSchedule | None) -> FleetSchedule | None:
             now = self._clock.seconds()
             if schedule is None:
-                return FleetSchedule().extended(now, p.interval, keep)
-            if schedule.needs_next(now):
-                return schedule.extended(now, p.interval, keep)
-            return None
+                changed = FleetSchedule().extended(now, p.interval, keep)
+            elif schedule.needs_next(now):
+                changed = schedule.extended(now, p.interval, keep)
+            else:
+                return None
+            proposed.append((schedule, changed))
+            return changed
 
         d = self.store.change(self._clock.seconds(), edit)
-        return d.addCallbacks(self._install, self._failed)
+        return d.addCallbacks(self._install, self._failed, callbackArgs=(proposed,))
 
-    def _install(self, schedule: FleetSchedule) -> None:
+    def _install(self, schedule: FleetSchedule, proposed: list = ()) -> None:
+        if proposed and proposed[-1][1] is schedule:
+            _published(proposed[-1][0], schedule)
         now = self._clock.seconds()
         self.syncs += 1
         self.last_sync = now
@@ -254,11 +292,12 @@ class RedisKeySource:
             used = self.key_ring.used
             self._local = tuple(
                 ScheduledKey(
-                    k.key, k.active_from, min(k.encrypt_until, now), now + self.window
+                    k.key, k.active_from, min(k.encrypt_until, now), now + self.decrypt_window
                 )
                 for k in self._local
                 if k.key.name in used and k.role(now) is not None
             )
+            self.store.client.consequence = _AWAY_JOINED
             if self._loop.running and self._loop.interval != self.poll:
                 self._loop.stop()
                 self._loop.start(self.poll, now=False)
@@ -288,6 +327,21 @@ class RedisKeySource:
         )
 
 
+def _published(before: FleetSchedule | None, after: FleetSchedule) -> None:
+    """Say which keys this server published (fingerprints and times only)."""
+    known = {k.key.name for k in before.keys} if before is not None else set()
+    for k in after.keys:
+        if k.key.name not in known:
+            _log.info(
+                "published ticket key {fingerprint} to the fleet: it encrypts "
+                "from {active_from:.3f} to {encrypt_until:.3f} (epoch seconds)",
+                fingerprint=k.key.fingerprint,
+                active_from=k.active_from,
+                encrypt_until=k.encrypt_until,
+                event="resumetls.fleet.published",
+            )
+
+
 def _check(location: str) -> str:
     """Parse (no I/O) a key source location; raise a one-line error."""
     _target(location)
@@ -311,10 +365,14 @@ def _target(location: str, scheme: str = "redis") -> Any:
 
 
 def register() -> None:
-    """Make C{redis:}, C{rediss:} and C{redis+unix:} name fleet key sources."""
+    """
+    Make C{redis:}, C{rediss:}, C{redis+unix:} and C{redis+sentinel:} name
+    fleet key sources.
+    """
+    from resumetls.cache.redisurl import SCHEMES
     from resumetls.keys.sources import register_key_source
 
-    for scheme in ("redis", "rediss", "redis+unix"):
+    for scheme in SCHEMES:
 
         def factory(
             location: str, clock: Any, policy: Any, scheme: str = scheme

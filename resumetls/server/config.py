@@ -123,6 +123,24 @@ def parse(options: dict[str, Any], names: dict[str, str], source: str) -> Server
     return ServerConfig(**fields)
 
 
+def _check_lifetime_hint(config: ServerConfig, source: Any) -> None:
+    """
+    A ticket's lifetime hint is the session timeout: refuse a timeout longer
+    than a key source's keys decrypt after they stop encrypting (its
+    C{decrypt_window}), or a client would hold tickets no server opens.
+    """
+    window = getattr(source, "decrypt_window", None)
+    if window is None or config.tickets is False or config.session_timeout <= window:
+        return
+    raise ConfigError(
+        f"the session timeout ({config.session_timeout:g}s, --session-timeout "
+        f"or sessionTimeout=) is longer than the fleet's ticket keys decrypt "
+        f"after they stop encrypting ({window:g}s: keep-keys x rotate-every), so "
+        "a ticket's lifetime hint would outlive its key; lower the session "
+        "timeout or raise --keep-keys or --rotate-every"
+    )
+
+
 def build(config: ServerConfig, reactor: Any) -> tuple[Any, Any, Any]:
     """
     The L{ResumingContextFactory} a configuration describes, with its session
@@ -168,6 +186,7 @@ def build(config: ServerConfig, reactor: Any) -> tuple[Any, Any, Any]:
         source = key_source_from_spec(config.ticket_keys, reactor, policy)
     except (KeyFileError, KeySourceError) as e:
         raise ConfigError(str(e)) from None
+    _check_lifetime_hint(config, source)
     cache = cache_from_url(config.session_cache, reactor)
     # A cache outside the process that seals with a key derived from the
     # service's TLS key (lmdb://) gets it now, and opens its store.

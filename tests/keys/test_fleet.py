@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import gatherResults
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from resumetls.keys.fleet import FleetSchedule
@@ -73,6 +74,37 @@ class FleetKeysTests(SynchronousTestCase):
         self.clock.advance(INTERVAL * 3 + 1)
         self.assertIsNone(a.key_ring.decrypting_key(current.name))
 
+    def test_learned_by_pubsub(self):
+        """
+        A started source subscribes: a key another server publishes is
+        known as pending within a second, though its poll (driven by a
+        clock that never moves here) never runs.
+        """
+        import time
+
+        a, b = self.source(), self.source()
+        settle(self, a.sync())
+        b.start()
+        spin(lambda: b.joined and b.syncs == 1)  # subscribed, then read once
+        self.assertEqual(b.poll, 5.0)
+        now = self.clock.seconds()
+        published = time.monotonic()
+        rotated = settle(
+            self, a.store.change(now, lambda s: s.rotated(now, 30, INTERVAL, 2))
+        )
+        [new] = [k for k in rotated.keys if k.role(now) == "pending"]
+        spin(lambda: new in b.key_ring.schedule.keys, timeout=5)
+        self.assertLess(time.monotonic() - published, 1.0)
+        self.assertEqual(b.key_ring.schedule, rotated)
+        self.assertEqual(b.fleet_status()["notices"], 1)
+        self.assertEqual(b.version, 2)
+        # B opens tickets under it before anyone encrypts with it.
+        self.assertIsNotNone(b.key_ring.decrypting_key(new.key.name))
+        [listed] = [
+            k for k in b.fleet_status()["keys"] if k["fingerprint"] == new.key.fingerprint
+        ]
+        self.assertEqual((listed["role"], listed["active_from"]), ("pending", now + 30))
+
     def test_race(self):
         """Eight servers syncing at once make one ring, then one next key."""
         sources = [self.source() for _ in range(8)]
@@ -123,6 +155,13 @@ class FleetKeysTests(SynchronousTestCase):
         self.assertFalse(source.joined)
         own = source.key_ring.encrypting_key()  # a ticket is issued with it
         self.assertEqual(source.key_ring.describe().source, "local")
+        # One line says so (the client's, with what it means for the keys).
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        spin(lambda: any(e.get("event") == "resumetls.redis.down" for e in events))
+        [down] = [e for e in events if e.get("event") == "resumetls.redis.down"]
+        self.assertIn("ticket keys are this server's own", formatEvent(down))
         self.redis.start()
         spin(lambda: source.store.client.available, timeout=20)
         settle(self, source.sync())
