@@ -1,8 +1,8 @@
 """
 What the caches that answer at once (L{IImmediateSessionCache}: in memory,
 host-shared LMDB) share: L{ISessionCache}'s Deferred API written once over
-their C{store_now}, C{lookup_now} and C{remove_now}, and the checks of a
-size bound and of a lifetime.
+their C{store_now}, C{lookup_now} and C{remove_now}, their figures, and
+the checks of a size bound and of a lifetime.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import math
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+
+from resumetls.cache.stats import CacheStats
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "ImmediateCache", "check_max_entries", "live"]
 
@@ -70,3 +72,21 @@ class ImmediateCache:
     def remove(self, session_id: bytes) -> Deferred:
         self.remove_now(session_id)
         return succeed(None)
+
+    def _cache_stats(self, entries: int, errors: int, backend: str) -> CacheStats:
+        """
+        L{CacheStats} from the counters both caches keep (C{_bytes},
+        C{_hits}, C{_misses}, C{_stores}, C{_evictions}, C{_expirations}).
+        """
+        return CacheStats(
+            entries=entries,
+            bytes=self._bytes,
+            max_entries=self.max_entries,
+            hits=self._hits,
+            misses=self._misses,
+            stores=self._stores,
+            evictions=self._evictions,
+            expirations=self._expirations,
+            errors=errors,
+            backend=backend,
+        )

@@ -340,18 +340,7 @@ class LMDBSessionCache(ImmediateCache):
                 self._count(txn)
         except Exception:  # noqa: BLE001 - figures of the last look
             pass
-        return CacheStats(
-            entries=self._entries,
-            bytes=self._bytes,
-            max_entries=self.max_entries,
-            hits=self._hits,
-            misses=self._misses,
-            stores=self._stores,
-            evictions=self._evictions,
-            expirations=self._expirations,
-            errors=self._errors,
-            backend="lmdb",
-        )
+        return self._cache_stats(self._entries, self._errors, "lmdb")
 
 
 def from_url(url: str, parts: Any, params: dict[str, str], clock: Any) -> Any:

@@ -213,15 +213,4 @@ class MemorySessionCache(ImmediateCache):
 
     def stats(self) -> CacheStats:
         self._sweep(self._clock.seconds())
-        return CacheStats(
-            entries=len(self._entries),
-            bytes=self._bytes,
-            max_entries=self.max_entries,
-            hits=self._hits,
-            misses=self._misses,
-            stores=self._stores,
-            evictions=self._evictions,
-            expirations=self._expirations,
-            errors=0,
-            backend="memory",
-        )
+        return self._cache_stats(len(self._entries), 0, "memory")
