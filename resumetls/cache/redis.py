@@ -36,6 +36,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from resumetls.cache.base import DEFAULT_MAX_ENTRIES, live
 from resumetls.cache.seal import SessionSealer
 from resumetls.cache.stats import CacheStats
 from resumetls.interfaces import ISessionCache
@@ -44,7 +45,6 @@ __all__ = ["RedisSessionCache"]
 
 _log = Logger(namespace="resumetls")
 _EXPIRY = struct.Struct("!d")
-DEFAULT_MAX_ENTRIES = 20480
 DEFAULT_STORES_IN_FLIGHT = 256
 
 
@@ -228,12 +228,7 @@ class RedisSessionCache:
     # -- ISessionCache ----------------------------------------------------------------
 
     def store(self, session_id: bytes, der: bytes, lifetime: float) -> Deferred:
-        if not 0 < lifetime < math.inf:
-            if not math.isfinite(lifetime):
-                raise ValueError(
-                    f"a session lifetime must be a finite number of seconds, "
-                    f"not {lifetime!r}"
-                )
+        if not live(lifetime):
             return self.remove(session_id)
         if self._sealer is None or not self.client.available:
             self.errors += 1

@@ -122,20 +122,23 @@ class _SentinelSubscriber(
     pass
 
 
-class _Factory(txredisapi.RedisFactory):
-    protocol = _Protocol
+class _Recorded:
+    """What a factory's connections record (see L{_Recording})."""
+
     lost_reason: Any = None
     logins_cut_short = 0
+
+
+class _Factory(_Recorded, txredisapi.RedisFactory):
+    protocol = _Protocol
 
 
 class _SubscriberRedisFactory(_SubscriberFactory, _Factory):
     protocol = _Subscriber
 
 
-class _SentinelFactory(txredisapi.SentinelConnectionFactory):
+class _SentinelFactory(_Recorded, txredisapi.SentinelConnectionFactory):
     protocol = _SentinelProtocol
-    lost_reason: Any = None
-    logins_cut_short = 0
 
 
 class _SentinelSubscriberFactory(_SubscriberFactory, _SentinelFactory):

@@ -258,9 +258,7 @@ class ResumingContextFactory:
             # A cache that answers later: pause handshakes while it does.
             from resumetls.server.pause import install_pauser
 
-            install_pauser(
-                route, ctx, self.hooks, s, self._clock, self.session_id_context[:16]
-            )
+            install_pauser(route, ctx, self.hooks, s, self._clock)
         return Capabilities(custom_tickets=True, external_cache=True, reason=None)
 
     def _configure_fallback(self, reason: str) -> Capabilities:

@@ -27,6 +27,7 @@ import bisect
 import weakref
 from typing import Any
 
+import attrs
 from OpenSSL import SSL
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -41,6 +42,20 @@ _log = Logger(namespace="resumetls")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 #: The longest a session ID (or TLS 1.3 stateful ticket identity) can be.
 _MAX_ID = 32
+#: What L{HandshakePauser.figures} counts.
+_COUNTS = (
+    "paused",
+    "hits",
+    "misses",
+    "late",
+    "late_answers",
+    "errors",
+    "skipped_down",
+    "skipped_busy",
+    "not_ours",
+    "abandoned",
+    "unprefetched",
+)
 
 
 class PausableConnection(SSL.Connection):
@@ -111,18 +126,18 @@ class CircuitBreaker:
             self._until = self._clock.seconds() + self.cooldown
 
 
+@attrs.define(repr=False)
 class _Lookup:
-    __slots__ = ("key", "started", "pending", "done", "late", "failed", "der", "timer")
+    """One connection's lookup: its state, and what it found (never shown)."""
 
-    def __init__(self, key: bytes, started: float) -> None:
-        self.key = key
-        self.started = started
-        self.pending = False
-        self.done = False
-        self.late = False
-        self.failed = False
-        self.der: bytes | None = None
-        self.timer: Any = None
+    key: bytes
+    started: float
+    pending: bool = False
+    done: bool = False
+    late: bool = False
+    failed: bool = False
+    der: bytes | None = None
+    timer: Any = None
 
 
 class HandshakePauser:
@@ -130,12 +145,11 @@ class HandshakePauser:
     Starts session lookups from the client hello, pauses the handshake
     while they run, and drives it again when they answer.
 
-    @param cache: the L{ISessionCache} (answers with Deferreds).
-    @param hooks: the L{resumetls.server.hooks.HandshakeHooks} (for
-        C{callback_failed}).
-    @param key_prefix: the service's namespace, prepended to each ID.
-    @param key_ring: the L{ITicketKeys} (a TLS 1.2 ticket it can open needs
-        no lookup), or L{None}.
+    @param hooks: the L{resumetls.server.hooks.HandshakeHooks}: their
+        C{cache} (an L{ISessionCache}, answering with Deferreds), C{key_ring}
+        (a TLS 1.2 ticket it can open needs no lookup), C{key_prefix} (the
+        service's namespace, prepended to each ID; read at each lookup, as
+        it changes with the certificate), counters and C{cache_failed}.
     @param budget: seconds a handshake may wait for a lookup.
     @param tls13: whether this server may negotiate TLS 1.3 (then a client
         offering it is looked up by its PSK identity only).
@@ -144,43 +158,19 @@ class HandshakePauser:
 
     def __init__(
         self,
-        cache: Any,
         hooks: Any,
-        key_prefix: bytes,
-        key_ring: Any,
         clock: Any,
         budget: float = 0.05,
         tls13: bool = True,
         max_pending: int = 1024,
     ) -> None:
-        self.cache = cache
         self.hooks = hooks
-        self.key_prefix = key_prefix
-        self.key_ring = key_ring
-        self.budget = budget
-        self.tls13 = tls13
-        self.max_pending = max_pending
+        self.budget, self.tls13, self.max_pending = budget, tls13, max_pending
         self.breaker = CircuitBreaker(clock)
         self._clock = clock
-        self._available = getattr(cache, "available", None)
         self.pending = 0
         self.callback: Any = None  # the ClientHelloCallback, kept alive here
-        self.counts = dict.fromkeys(
-            (
-                "paused",
-                "hits",
-                "misses",
-                "late",
-                "late_answers",
-                "errors",
-                "skipped_down",
-                "skipped_busy",
-                "not_ours",
-                "abandoned",
-                "unprefetched",
-            ),
-            0,
-        )
+        self.counts = dict.fromkeys(_COUNTS, 0)
         self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
 
@@ -206,8 +196,9 @@ class HandshakePauser:
                 if len(identity) <= _MAX_ID:
                     return identity  # a stateful ticket: a session ID
             return None
-        if offer.ticket_name is not None and self.key_ring is not None:
-            if self.key_ring.decrypting_key(offer.ticket_name) is not None:
+        key_ring = self.hooks.key_ring
+        if offer.ticket_name is not None and key_ring is not None:
+            if key_ring.decrypting_key(offer.ticket_name) is not None:
                 return None  # our ticket: OpenSSL will not use the ID
         if 0 < len(offer.session_id) <= _MAX_ID:
             return offer.session_id
@@ -226,17 +217,18 @@ class HandshakePauser:
         if wanted is None:
             self.counts["not_ours"] += 1
             return True
-        available = self._available
+        cache = self.hooks.cache
+        available = getattr(cache, "available", None)
         if (available is not None and not available()) or not self.breaker.allows():
             self.counts["skipped_down"] += 1
             return True
         if self.pending >= self.max_pending:
             self.counts["skipped_busy"] += 1
             return True
-        lookup = _Lookup(self.key_prefix + wanted, self._clock.seconds())
+        lookup = _Lookup(self.hooks.key_prefix + wanted, self._clock.seconds())
         conn._resumetls_lookup = lookup
         ref = weakref.ref(conn)
-        self.cache.lookup(lookup.key).addBoth(self._answered, lookup, ref)
+        cache.lookup(lookup.key).addBoth(self._answered, lookup, ref)
         if lookup.done or not isinstance(conn, PausableConnection):
             if not lookup.done:
                 self.counts["late"] += 1  # nothing can drive it again
@@ -349,12 +341,7 @@ class HandshakePauser:
 
 
 def install_pauser(
-    route: Any,
-    context: SSL.Context,
-    hooks: Any,
-    settings: Any,
-    clock: Any,
-    key_prefix: bytes,
+    route: Any, context: SSL.Context, hooks: Any, settings: Any, clock: Any
 ) -> HandshakePauser | None:
     """
     Pause handshakes for C{hooks.cache} on C{context}: a L{HandshakePauser}
@@ -380,10 +367,7 @@ def install_pauser(
         from twisted.internet import reactor as clock  # noqa: N813
     highest = route.max_version(context)
     pauser = HandshakePauser(
-        hooks.cache,
         hooks,
-        key_prefix,
-        hooks.key_ring,
         clock,
         budget=settings.lookup_budget,
         tls13=highest == 0 or highest >= TLS1_3_VERSION,

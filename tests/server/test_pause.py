@@ -49,7 +49,9 @@ class PauseTests(SynchronousTestCase):
         return [key for name, key in self.cache.pending if name == "lookup"]
 
     def check_resumes_after_pause(self, version):
-        factory = self.factory()
+        self.check_resumed_with(self.factory(), version)
+
+    def check_resumed_with(self, factory, version):
         client = TestClient(version, tickets=False)
         first = self.first(factory, client)
         again = handshake(factory, client, clock=self.clock)
@@ -160,11 +162,23 @@ class PauseTests(SynchronousTestCase):
         client = TestClient(SSL.TLS1_2_VERSION, tickets=False)
         self.first(factory, client)
         self.cache.available = lambda: False
-        self.pauser._available = self.cache.available
         again = handshake(factory, client, clock=self.clock)
         self.assertTrue(again.completed)
         self.assertFalse(again.info.resumed)
         self.assertEqual(self.lookups(), [])
+
+    def test_after_certificate_replaced(self):
+        """
+        A new certificate changes the service's namespace: lookups use the
+        new one (the hooks' key prefix), and sessions still resume.
+        """
+        factory = self.factory()
+        old_prefix = factory.hooks.key_prefix
+        factory.replace_certificate(options("rsa"))
+        self.assertNotEqual(factory.hooks.key_prefix, old_prefix)
+        self.pauser = factory.hooks.pauser
+        # (It resumes only if the lookup's key is the one get-session asks.)
+        self.check_resumed_with(factory, SSL.TLS1_2_VERSION)
 
     def test_our_ticket_needs_no_lookup(self):
         """
