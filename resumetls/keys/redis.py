@@ -1,46 +1,43 @@
 """
 The fleet's ticket keys in Redis (C{--ticket-keys redis://…},
-C{ticketKeys=redis\\://…}): one L{FleetSchedule}, sealed (AES-256-GCM under
+C{ticketKeys=redis\\://…}, also C{rediss:}, C{redis+unix:},
+C{redis+sentinel:}): a key ring kept in step with the fleet's schedule,
+stored sealed by L{resumetls.keys.fleetstore.FleetStore} (AES-256-GCM under
 a key derived from the service's TLS private key with purpose
-C{ticket-keys}, or C{seal_key_file=}), at C{PREFIX:k:ring}, with a version
-counter at C{PREFIX:k:version}.
+C{ticket-keys}, or C{seal_key_file=}).
 
-Every server reads the schedule every C{poll} seconds (and on SIGHUP).
-Whoever finds no pending key publishes the next one with a compare-and-set
-script on the version: of servers racing, exactly one write succeeds, the
-others read the winner's key.  A new key is published one rotation interval
-before it encrypts, so every server knows it long before any encrypts with
-it.  Redis away: the keys known stay, and roles change on each server's own
-clock.  A server that starts while Redis is away encrypts with a key of its
-own, says so, and when it joins keeps that key for decryption only.
+Every server subscribes to the schedule's channel and reads it again when a
+server writes it (at once), and also every C{poll} seconds (the fallback,
+at most 5 s or a quarter of the rotation interval) and on SIGHUP.  Whoever
+finds no pending key publishes the next one with a compare-and-set script
+on the version: of servers racing, exactly one write succeeds, the others
+read the winner's key.  A new key is published one rotation interval before
+it encrypts, so every server knows it long before any encrypts with it.  A
+key decrypts for C{decrypt_window} (keep x interval) after it stops
+encrypting; a longer session timeout (a ticket's lifetime hint) is refused
+at start-up.  Redis away: the keys known stay, and roles change on each
+server's own clock.  A server that starts while Redis is away encrypts with
+a key of its own, says so, and when it joins keeps that key for decryption
+only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from resumetls.interfaces import IKeySource
 from resumetls.keys.fleet import FleetKeyRing, FleetSchedule, ScheduledKey
+from resumetls.keys.fleetstore import FleetStore
 
 __all__ = ["RedisKeySource", "register"]
 
 _log = Logger(namespace="resumetls")
 
-# KEYS: ring, version, channel; ARGV: expected version, new sealed ring.
-_CAS = b"""
-local v = tonumber(redis.call('GET', KEYS[2]) or '0')
-if v ~= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('SET', KEYS[2], v + 1)
-redis.call('PUBLISH', KEYS[3], v + 1)
-return 1
-"""
-_AAD = b"ring"
 DEFAULT_POLL = 5.0
 _JOIN_POLL = 0.1
 # What the line saying Redis went away adds, before and after joining.
@@ -49,80 +46,6 @@ _AWAY_LOCAL = (
     "after it joins the fleet's)"
 )
 _AWAY_JOINED = "the fleet's keys known stay, and change roles on their own times"
-
-
-class FleetStore:
-    """
-    Reading and writing the sealed schedule (no timers: the key source and
-    C{resumetls keys} drive it).
-
-    @param client: a L{resumetls.cache.redisclient.RedisClient}.
-    """
-
-    def __init__(self, client: Any, prefix: str) -> None:
-        self.client = client
-        base = prefix.encode() + b":k:"
-        self.ring_key, self.version_key = base + b"ring", base + b"version"
-        self.channel = base + b"changed"
-        self.namespace = base
-        self.sealer: Any = None
-        #: The version last read (each write adds one).
-        self.version = 0
-
-    def seal_with(self, key: bytes) -> None:
-        from resumetls.cache.seal import SessionSealer
-
-        self.sealer = SessionSealer(key, self.namespace)
-
-    @inlineCallbacks
-    def read(self) -> Any:
-        """Fires with (version, schedule or None); a foreign value raises."""
-        blob, version = yield self.client.command(
-            "MGET", self.ring_key, self.version_key
-        )
-        version = int(version or 0)
-        self.version = max(self.version, version)
-        if blob is None:
-            return version, None
-        plain = self.sealer.open(_AAD, blob)
-        if plain is None:
-            raise ValueError(
-                "the fleet's ticket keys in Redis do not open with this server's "
-                "sealing key (another TLS key, or corrupt)"
-            )
-        return version, FleetSchedule.decode(plain)
-
-    def write(self, expected: int, schedule: FleetSchedule) -> Deferred:
-        """Fires with L{True} when C{expected} was still the version."""
-        blob = self.sealer.seal(_AAD, schedule.encode())
-        d = self.client.command(
-            "EVAL",
-            _CAS,
-            3,
-            self.ring_key,
-            self.version_key,
-            self.channel,
-            expected,
-            blob,
-        )
-        return d.addCallback(lambda won: int(won) == 1)
-
-    @inlineCallbacks
-    def change(self, now: float, edit: Any, attempts: int = 5) -> Any:
-        """
-        Apply C{edit(schedule or None) -> schedule or None} with
-        compare-and-set, retrying on a lost race; fires with the schedule
-        now stored.
-        """
-        for _ in range(attempts):
-            version, schedule = yield self.read()
-            changed = edit(schedule)
-            if changed is None:
-                return schedule
-            won = yield self.write(version, changed)
-            if won:
-                return changed
-        raise RuntimeError("the fleet's ticket keys kept changing; try again")
 
 
 @implementer(IKeySource)
