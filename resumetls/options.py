@@ -95,8 +95,8 @@ SERVER_OPTIONS = OptionTable(
                Bounds(0, 16), "Tickets sent after a full TLS 1.3 handshake."),
         Option("session_cache", "sessionCache", "session-cache", "memory://",
                cache_url, help="Session cache URL: memory://[?size=N], "
-               "redis://HOST:PORT/DB, rediss://…?ca=FILE, redis+unix:///PATH "
-               "(see docs/fleet.md)."),
+               "redis://HOST:PORT/DB, rediss://…?ca=FILE, redis+unix:///PATH, "
+               "redis+sentinel://HOST:PORT/SERVICE/DB (see docs/fleet.md)."),
         Option("lookup_budget", "lookupBudget", "lookup-budget", 0.05, real,
                Bounds(0.001, 5), "Seconds a handshake may wait for a networked "
                "session cache (Redis) before it goes on as a full handshake."),
