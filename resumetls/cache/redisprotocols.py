@@ -66,7 +66,8 @@ class _MasterOnly:
     def connectionMade(self) -> Any:  # noqa: N802 - Twisted's name
         base = txredisapi.RedisProtocol.connectionMade
         if self.password is not None:
-            self.auth(self.password, self.username)
+            # Its refusal, if any, is reported by the base's own login.
+            self.auth(self.password, self.username).addErrback(lambda _: None)
 
         def check(role: Any) -> Any:
             if role and role[0] in (b"master", "master"):
