@@ -112,6 +112,7 @@ def cache(data: dict[str, Any]) -> Section | None:
     """The session cache: what it holds, hits, misses, evictions, errors."""
     server = data.get("server") or {}
     figures = server.get("cache") or {}
+    words = data.get("sources") or {}  # the backend in words, when known
     held = None
     if "entries" in figures:
         bound = figures.get("max_entries")
@@ -120,14 +121,24 @@ def cache(data: dict[str, Any]) -> Section | None:
     return _section(
         "cache",
         "Session cache",
-        _figure(figures, "backend", "Backend"),
+        _figure(
+            {"backend": words["cache"]} if words.get("cache") else figures,
+            "backend",
+            "Backend",
+        ),
         held,
         _counter(server, "sessions_stored", "Sessions stored"),
         _counter(server, "cache_hits", "Hits", "session found: resumed"),
-        _counter(server, "cache_misses", "Misses", "unknown or expired: full handshake"),
-        _figure(figures, "evictions", "Evictions", "dropped because the cache was full"),
+        _counter(
+            server, "cache_misses", "Misses", "unknown or expired: full handshake"
+        ),
+        _figure(
+            figures, "evictions", "Evictions", "dropped because the cache was full"
+        ),
         _figure(figures, "expirations", "Expired", "", False),
-        _counter(server, "cache_errors", "Errors", "the backend failed: full handshake"),
+        _counter(
+            server, "cache_errors", "Errors", "the backend failed: full handshake"
+        ),
         _counter(
             server,
             "cache_lookups_late",
@@ -163,7 +174,11 @@ def keys(data: dict[str, Any]) -> Section | None:
     return _section(
         "keys",
         "Ticket keys",
-        Row("keys-source", "Source", ring.get("source") or "-"),
+        Row(
+            "keys-source",
+            "Source",
+            (data.get("sources") or {}).get("key_source") or ring.get("source") or "-",
+        ),
         Row(
             "keys-encrypting",
             "Encrypting key",
@@ -180,7 +195,9 @@ def keys(data: dict[str, Any]) -> Section | None:
         Row("keys-pending", "Next keys known", ring["pending"])
         if ring.get("pending")
         else None,
-        Row("keys-next-rotation", "Next rotation", "in " + duration(next_rotation - now))
+        Row(
+            "keys-next-rotation", "Next rotation", "in " + duration(next_rotation - now)
+        )
         if next_rotation is not None
         else None,
     )

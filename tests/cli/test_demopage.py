@@ -128,6 +128,24 @@ class SectionTests(SynchronousTestCase):
             },
         )
 
+    def test_sources_in_words(self):
+        """
+        The cache backend and the key source in the words C{status.json}'s
+        C{sources} gives (a fleet's Redis cache and keys), not short names.
+        """
+        words = {
+            "cache": "Redis at 127.0.0.1:6379 db 0 (sealed with AES-256-GCM)",
+            "key_source": "the fleet's keys in Redis at 127.0.0.1:6379",
+        }
+        found = {
+            r.label: r.value
+            for s in sections({**data(), "now": 1000.0, "sources": words})
+            if s.key in ("cache", "keys")
+            for r in s.rows
+        }
+        self.assertEqual(found["Backend"], words["cache"])
+        self.assertEqual(found["Source"], words["key_source"])
+
     def test_rare_figures_only_when_they_happened(self):
         """Late answers, corrupt entries, other mechanisms: shown when not 0."""
         quiet = {r.key for s in sections(data()) for r in s.rows}
