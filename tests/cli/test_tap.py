@@ -69,7 +69,9 @@ def private_data_dir(testcase):
     testcase.patch(os, "environ", {**os.environ, "XDG_DATA_HOME": data})
 
 
-class OptionsTests(SynchronousTestCase):
+class TapTestCase(SynchronousTestCase):
+    """PEM files, a private data directory, and C{twist resumetls} options."""
+
     def setUp(self):
         self.cert, self.key = pem_files(self)
         private_data_dir(self)
@@ -78,6 +80,9 @@ class OptionsTests(SynchronousTestCase):
         options = _tap.Options()
         options.parseOptions(list(argv))
         return options
+
+
+class OptionsTests(TapTestCase):
 
     def error(self, *argv):
         e = self.assertRaises(usage.UsageError, self.options, *argv)
@@ -366,14 +371,9 @@ class OptionsTests(SynchronousTestCase):
         self.assertNotIn("L{", text)
 
 
-class MakeServiceTests(SynchronousTestCase):
-    def setUp(self):
-        self.cert, self.key = pem_files(self)
-        private_data_dir(self)
-
+class MakeServiceTests(TapTestCase):
     def service(self, *argv):
-        options = _tap.Options()
-        options.parseOptions(list(argv))
+        options = self.options(*argv)
         return options, _tap.makeService(options)
 
     def servers(self, top):
