@@ -89,7 +89,30 @@ def coroutine(f):
     return wrapper
 
 
-class OpenSSLClientTests(TestCase):
+class EveryModeMixin:
+    """
+    One test for each of the four L{MODES}; the class that mixes this in
+    says in C{_mode(name)} how a client resumes in that mode.
+    """
+
+    @coroutine
+    async def test_tls12_session_id(self):
+        await self._mode("tls12-session-id")
+
+    @coroutine
+    async def test_tls12_ticket(self):
+        await self._mode("tls12-ticket")
+
+    @coroutine
+    async def test_tls13_ticket(self):
+        await self._mode("tls13-ticket")
+
+    @coroutine
+    async def test_tls13_stateful(self):
+        await self._mode("tls13-stateful")
+
+
+class OpenSSLClientTests(EveryModeMixin, TestCase):
     """
     C{openssl s_client -sess_out} then C{-sess_in} says C{Reused,} in all four
     modes, the server agrees on the mechanism, and the counters say so.
@@ -127,22 +150,6 @@ class OpenSSLClientTests(TestCase):
         return factory
 
     @coroutine
-    async def test_tls12_session_id(self):
-        await self._mode("tls12-session-id")
-
-    @coroutine
-    async def test_tls12_ticket(self):
-        await self._mode("tls12-ticket")
-
-    @coroutine
-    async def test_tls13_ticket(self):
-        await self._mode("tls13-ticket")
-
-    @coroutine
-    async def test_tls13_stateful(self):
-        await self._mode("tls13-stateful")
-
-    @coroutine
     async def test_both_mechanisms_on(self):
         """
         With tickets and session IDs on (the default), a TLS 1.2 client that
@@ -163,7 +170,7 @@ class OpenSSLClientTests(TestCase):
             self.assertEqual(second["server"]["mechanism"], mechanism)
 
 
-class PythonSSLClientTests(TestCase):
+class PythonSSLClientTests(EveryModeMixin, TestCase):
     """
     Python's C{ssl} module (C{session=}, C{session_reused}) resumes in all
     four modes.
@@ -187,22 +194,6 @@ class PythonSSLClientTests(TestCase):
         self.assertEqual(app.infos[-1].mechanism, mechanism)
         self.assertEqual(factory.stats().full_handshakes, 1)
         self.assertEqual(getattr(factory.stats(), COUNTER[name]), 1)
-
-    @coroutine
-    async def test_tls12_session_id(self):
-        await self._mode("tls12-session-id")
-
-    @coroutine
-    async def test_tls12_ticket(self):
-        await self._mode("tls12-ticket")
-
-    @coroutine
-    async def test_tls13_ticket(self):
-        await self._mode("tls13-ticket")
-
-    @coroutine
-    async def test_tls13_stateful(self):
-        await self._mode("tls13-stateful")
 
     @coroutine
     async def test_unclean_client_close_tls12(self):
