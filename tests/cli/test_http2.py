@@ -24,20 +24,14 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
 from .. import support
-from .test_demo import serve_demo
+from .test_demo import serve_demo, tls_context
 
 CURL = shutil.which("curl")
 
 
 def h2_context(version=None, tickets=True, protocols=("h2",)):
     """A Python client context offering C{protocols} over ALPN."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if version is not None:
-        ctx.minimum_version = ctx.maximum_version = version
-    if not tickets:
-        ctx.options |= ssl.OP_NO_TICKET
+    ctx = tls_context(version, tickets)
     ctx.set_alpn_protocols(list(protocols))
     return ctx
 
