@@ -185,11 +185,7 @@ class TwistResumetlsTests(TestCase):
         """
 
         async def run():
-            cert, key = pem_files(self)
-            keyfile = os.path.abspath(self.mktemp())
-            a, b, c, d = (TicketKey.generate() for _ in range(4))
-            write_haproxy_keys(keyfile, [a, b, c])
-            port = free_port()
+            cert, key, keyfile, (a, b, c, d), port = self.key_file()
             docs = os.path.abspath(self.mktemp())
             os.makedirs(docs)
             with open(os.path.join(docs, "index.html"), "w") as f:
@@ -227,11 +223,7 @@ class TwistResumetlsTests(TestCase):
         """
 
         async def run():
-            cert, key = pem_files(self)
-            keyfile = os.path.abspath(self.mktemp())
-            keys = [TicketKey.generate() for _ in range(4)]
-            write_haproxy_keys(keyfile, keys[:3])
-            port = free_port()
+            cert, key, keyfile, keys, port = self.key_file()
             proc = serve(
                 self,
                 port,
@@ -283,11 +275,8 @@ class TwistResumetlsTests(TestCase):
         """
 
         async def run():
-            cert, key = pem_files(self)
-            keyfile = os.path.abspath(self.mktemp())
-            a, b, c, d = (TicketKey.generate() for _ in range(4))
-            write_haproxy_keys(keyfile, [a, b, c])  # b encrypts, c is next
-            port = free_port()
+            # b encrypts, c is next
+            cert, key, keyfile, (a, b, c, d), port = self.key_file()
             proc = serve(self, port, cert, key, "--ticket-keys", keyfile)
             under_b = os.path.abspath(self.mktemp())
             await s_client(port, None, under_b, "-tls1_2", http=True)
@@ -324,11 +313,7 @@ class TwistResumetlsTests(TestCase):
         """
 
         async def run():
-            cert, key = pem_files(self)
-            keyfile = os.path.abspath(self.mktemp())
-            a, b, c, d = (TicketKey.generate() for _ in range(4))
-            write_haproxy_keys(keyfile, [a, b, c])
-            port = free_port()
+            cert, key, keyfile, (a, b, c, d), port = self.key_file()
             proc = serve(self, port, cert, key, "--ticket-keys", f"file:{keyfile}")
             under_b = os.path.abspath(self.mktemp())
             await s_client(port, None, under_b, "-tls1_2", http=True)
@@ -346,6 +331,17 @@ class TwistResumetlsTests(TestCase):
                     self.assertNotIn(base64.b64encode(secret).decode(), log)
 
         return ensureDeferred(run())
+
+    def key_file(self):
+        """
+        PEM files, an HAProxy key file holding the first three of four fresh
+        keys (the second encrypts, the third is next), and a free port.
+        """
+        cert, key = pem_files(self)
+        keyfile = os.path.abspath(self.mktemp())
+        keys = tuple(TicketKey.generate() for _ in range(4))
+        write_haproxy_keys(keyfile, keys[:3])
+        return cert, key, keyfile, keys, free_port()
 
     async def wait_for_log(self, proc, event):
         for _ in range(100):
