@@ -43,19 +43,7 @@ class ServedExamplesTests(TestCase):
         from . import support
 
         port = support.free_port()
-        support.start_process(
-            self,
-            [
-                "-m",
-                "twisted",
-                "resumetls",
-                "--port",
-                str(port),
-                "--factory",
-                "examples.echo.EchoFactory",
-            ],
-            port,
-        )
+        support.start_twist(self, port, "--factory", "examples.echo.EchoFactory")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -78,19 +66,7 @@ class ServedExamplesTests(TestCase):
         from . import support
 
         port = support.free_port()
-        support.start_process(
-            self,
-            [
-                "-m",
-                "twisted",
-                "resumetls",
-                "--port",
-                str(port),
-                "--wsgi",
-                "examples.wsgi_app.application",
-            ],
-            port,
-        )
+        support.start_twist(self, port, "--wsgi", "examples.wsgi_app.application")
         status, body, session, _ = support.https_get(port, "/")
         self.assertEqual(body, b"hello from WSGI over TLS with resumption\n")
         _, _, _, reused = support.https_get(port, "/", session)
@@ -104,9 +80,7 @@ class ClientExampleTests(TestCase):
         from . import support
 
         port = support.free_port()
-        proc = support.start_process(
-            self, ["-m", "twisted", "resumetls", "--port", str(port)], port
-        )
+        proc = support.start_twist(self, port)
         cert = os.path.join(proc.tmp, "data", "resumetls", "dev-cert.pem")
         out = subprocess.run(
             [

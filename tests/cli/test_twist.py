@@ -48,8 +48,9 @@ def twist(*args):
 
 def serve(testcase, port, cert, key, *options):
     """C{twist resumetls} on C{port} with this certificate and key."""
-    argv = ["--port", str(port), "--certificate", cert, "--key", key, *options]
-    return start_process(testcase, twist("resumetls", *argv), port)
+    return support.start_twist(
+        testcase, port, "--certificate", cert, "--key", key, *options
+    )
 
 
 class TwistResumetlsTests(TestCase):

@@ -39,6 +39,7 @@ from tests.support import (
     open_ticket,
     run_unprivileged,
     session_ticket,
+    stop_process,
     wait_for_port,
     write_pem,
 )
@@ -380,13 +381,7 @@ class RealServerTests(SynchronousTestCase):
         )
 
         def stop() -> None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+            stop_process(proc)
             log.close()
 
         self.addCleanup(stop)

@@ -98,10 +98,7 @@ def trust(*ca_names: str):
 
 def requiring(*ca_names: str) -> CertificateOptions:
     """Server options (the test certificate) requiring a client certificate."""
-    cert, key = support.certificate()
-    return CertificateOptions(
-        privateKey=key, certificate=cert, trustRoot=trust(*ca_names)
-    )
+    return support.options(trustRoot=trust(*ca_names))
 
 
 def client_context(tmp: str, version, no_ticket: bool, ca_name: str):
@@ -130,13 +127,9 @@ def _connect(port: int, ctx, session):
             result["error"] = str(e)
             return result
         result["reused"] = s.session_reused
-        line = b""
+        line = bytearray()
         try:
-            while not line.endswith(b"\n"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                line += chunk
+            support.read_line(s, line)
             while s.recv(4096):  # to close_notify: TLS 1.3 tickets are in
                 pass
         except (ssl.SSLError, OSError) as e:
@@ -245,18 +238,16 @@ class ClientCATests(_EveryMode, TestCase):
         self.assertEqual(on_a2["server"]["mechanism"], mechanism)
 
 
-def verifying(ca_name: str, required: bool) -> CertificateOptions:
+def verifying(*ca_names: str, required: bool) -> CertificateOptions:
     """
     Server options (the test certificate) that ask for a client certificate
-    from C{ca_name}: C{required} or optional.  Both are built the same way
-    (C{caCerts=}), so only the verify mode tells them apart.
+    from C{ca_names}, the older way (C{verify=True, caCerts=}): C{required}
+    or optional.  Both are built the same way, so only the verify mode tells
+    them apart.
     """
-    cert, key = support.certificate()
-    return CertificateOptions(
-        privateKey=key,
-        certificate=cert,
+    return support.options(
         verify=True,
-        caCerts=[crypto.X509.from_cryptography(authority(ca_name)[0])],
+        caCerts=[crypto.X509.from_cryptography(authority(n)[0]) for n in ca_names],
         requireCertificate=required,
     )
 
@@ -279,7 +270,10 @@ class OptionalThenRequiredTests(_EveryMode, TestCase):
 
         def service(required):
             return ResumingContextFactory(
-                verifying("CA-A", required), settings, key_ring=ring, cache=cache
+                verifying("CA-A", required=required),
+                settings,
+                key_ring=ring,
+                cache=cache,
             )
 
         o, r, o2 = service(False), service(True), service(False)
@@ -390,26 +384,14 @@ class SessionIDContextTests(SynchronousTestCase):
 
     def test_legacy_ca_certs(self):
         """C{caCerts=} with C{verify=True} counts like the same trust root."""
-        cert, key = support.certificate()
-        legacy = CertificateOptions(
-            privateKey=key,
-            certificate=cert,
-            verify=True,
-            caCerts=[
-                crypto.X509.from_cryptography(authority(n)[0]) for n in ("CA-B", "CA-A")
-            ],
-            requireCertificate=True,
-        )
+        legacy = verifying("CA-B", "CA-A", required=True)
         self.assertEqual(self.sid(legacy), self.sid(requiring("CA-A", "CA-B")))
 
     def test_platform_trust(self):
         """OpenSSL's default paths: stable, and not any CA set."""
-        cert, key = support.certificate()
 
         def platform():
-            return CertificateOptions(
-                privateKey=key, certificate=cert, trustRoot=platformTrust()
-            )
+            return support.options(trustRoot=platformTrust())
 
         self.assertEqual(self.sid(platform()), self.sid(platform()))
         self.assertNotEqual(self.sid(platform()), self.sid(requiring("CA-A")))
@@ -420,12 +402,9 @@ class SessionIDContextTests(SynchronousTestCase):
         A trust root whose CAs cannot be seen: a random context per factory,
         and a warning that says so and why.
         """
-        cert, key = support.certificate()
 
         def opaque():
-            return CertificateOptions(
-                privateKey=key, certificate=cert, trustRoot=_OwnTrust("CA-A")
-            )
+            return support.options(trustRoot=_OwnTrust("CA-A"))
 
         self.assertNotEqual(self.sid(opaque(), "x"), self.sid(opaque(), "x"))
         warnings = self.random_warnings()

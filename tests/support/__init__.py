@@ -32,6 +32,8 @@ from tests.support.processes import (  # noqa: F401
     read_output,
     run_unprivileged,
     start_process,
+    start_twist,
+    stop_process,
 )
 from tests.support.python_clients import (  # noqa: F401
     _INSECURE,
@@ -39,6 +41,7 @@ from tests.support.python_clients import (  # noqa: F401
     https_get,
     python_client,
     python_context,
+    read_line,
 )
 from tests.support.s_client import (  # noqa: F401
     HTTP_REQUEST,

@@ -69,6 +69,18 @@ def run_unprivileged(code: str) -> str:
     return proc.stdout
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """Stop a process we started: SIGTERM, SIGKILL after 10 s, by PID."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 def start_process(testcase: Any, argv: list[str], port: int | None = None) -> Any:
     """Start a server process; stop it (TERM, then KILL) in cleanup."""
     tmp = os.path.abspath(testcase.mktemp())
@@ -86,16 +98,19 @@ def start_process(testcase: Any, argv: list[str], port: int | None = None) -> An
     proc.tmp = tmp
 
     def stop() -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(proc)
         out.close()
 
     testcase.addCleanup(stop)
     if port is not None:
         wait_for_port(port, proc)
     return proc
+
+
+def start_twist(testcase: Any, port: int, *options: str) -> Any:
+    """
+    C{twist resumetls --port PORT OPTIONS...} from L{start_process}, returned
+    once it listens.
+    """
+    argv = ["-m", "twisted", "resumetls", "--port", str(port), *options]
+    return start_process(testcase, argv, port)

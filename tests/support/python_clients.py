@@ -26,16 +26,24 @@ def python_context(version, no_ticket, cafile):
     return ctx
 
 
+def read_line(s, line: bytearray) -> None:
+    """
+    Read the server's one-line reply from C{s} into C{line}, to its newline
+    or the end of the stream; what arrived before an error stays in C{line}.
+    """
+    while not line.endswith(b"\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        line += chunk
+
+
 def _python_client(port, ctx, session, clean):
     with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as raw:
         s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
-        line = b""
+        line = bytearray()
         try:
-            while not line.endswith(b"\n"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                line += chunk
+            read_line(s, line)
         except ConnectionResetError:
             pass  # the server aborted: its own record says what happened
         if clean:

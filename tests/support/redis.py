@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from tests.support.ports import free_port
+from tests.support.processes import stop_process
 
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 
@@ -71,18 +72,6 @@ class _Reader:
             n = int(rest)
             return None if n < 0 else [self.reply() for _ in range(n)]
         raise ConnectionError(f"not a RESP reply: {line[:40]!r}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a process we started: SIGTERM, SIGKILL after 10 s, by PID."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 class RedisReplyError(Exception):
@@ -224,7 +213,7 @@ class RedisServer:
         """SIGTERM (SIGKILL after 10 s), by PID."""
         if self.proc is not None:
             self._signal(signal.SIGCONT)
-            stop(self.proc)
+            stop_process(self.proc)
 
     def command(self, *args: Any, timeout: float = 5.0) -> Any:
         """One command, blocking, authenticated; an error reply is returned."""
@@ -282,7 +271,7 @@ class RedisSentinel:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        testcase.addCleanup(stop, self.proc)
+        testcase.addCleanup(stop_process, self.proc)
         self.wait(lambda: self.command("PING") == "PONG", "answer PING")
 
     def url(self, db: int = 0) -> str:

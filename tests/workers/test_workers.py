@@ -314,27 +314,20 @@ class SeparateProcessesTests(TestCase):
         cache = os.path.join(tmp, "cache")
         ports = [support.free_port(), support.free_port()]
         for port in ports:
-            support.start_process(
+            support.start_twist(
                 self,
-                [
-                    "-m",
-                    "twisted",
-                    "resumetls",
-                    "--port",
-                    str(port),
-                    "--interface",
-                    "127.0.0.1",
-                    "--certificate",
-                    cert,
-                    "--key",
-                    key,
-                    "--no-tickets",
-                    "--session-cache",
-                    f"lmdb://{cache}",
-                    "--factory",
-                    "tests.workers.app.WhoFactory",
-                ],
                 port,
+                "--interface",
+                "127.0.0.1",
+                "--certificate",
+                cert,
+                "--key",
+                key,
+                "--no-tickets",
+                "--session-cache",
+                f"lmdb://{cache}",
+                "--factory",
+                "tests.workers.app.WhoFactory",
             )
         session = os.path.join(tmp, "session")
         first = parse_s_client(
