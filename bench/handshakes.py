@@ -137,6 +137,37 @@ http {{
 """
 
 
+def server_environment(work: str) -> dict[str, str]:
+    """A server's environment: this checkout on the path, caches in C{work}."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["XDG_CACHE_HOME"] = os.path.join(work, "cache")
+    return env
+
+
+def resumetls_argv(
+    port: int, cert: str, key: str, www: str, *options: str
+) -> list[str]:
+    """C{twist resumetls} serving the files in C{www} on 127.0.0.1:C{port}."""
+    return [
+        sys.executable,
+        "-m",
+        "twisted",
+        "resumetls",
+        "--port",
+        str(port),
+        "--interface",
+        "127.0.0.1",
+        "--certificate",
+        cert,
+        "--key",
+        key,
+        "--path",
+        www,
+        *options,
+    ]
+
+
 class Server:
     """One server process, with its own CPU accounting and counters."""
 
@@ -149,30 +180,18 @@ class Server:
         self.metrics = None
         self.tmp = tempfile.mkdtemp(dir=work)
         self.www = os.path.join(work, "www")
-        env = dict(os.environ)
-        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        env["XDG_CACHE_HOME"] = os.path.join(work, "cache")
+        env = server_environment(work)
         cwd = self.tmp
         if name == "resumetls":
             self.metrics = free_port()
-            argv = [
-                sys.executable,
-                "-m",
-                "twisted",
-                "resumetls",
-                "--port",
-                str(self.port),
-                "--interface",
-                "127.0.0.1",
-                "--certificate",
+            argv = resumetls_argv(
+                self.port,
                 self.cert,
-                "--key",
                 self.key,
-                "--path",
                 self.www,
                 "--metrics",
                 str(self.metrics),
-            ]
+            )
             if not tickets:
                 argv.append("--no-tickets")
         elif name == "twisted":

@@ -48,11 +48,12 @@ from handshakes import (  # noqa: E402
     NGINX,
     NGINX_CONF,
     OPENSSL,
-    ROOT,
     TICK,
     free_port,
     make_keys,
+    resumetls_argv,
     s_time,
+    server_environment,
     wait_for,
 )
 
@@ -78,29 +79,12 @@ class Server:
         self.cert, self.key = keys
         self.port = free_port()
         self.tmp = tempfile.mkdtemp(dir=work)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        env["XDG_CACHE_HOME"] = os.path.join(work, "cache")
+        env = server_environment(work)
         www = os.path.join(work, "www")
         if name == "resumetls":
-            argv = [
-                sys.executable,
-                "-m",
-                "twisted",
-                "resumetls",
-                "--workers",
-                str(workers),
-                "--port",
-                str(self.port),
-                "--interface",
-                "127.0.0.1",
-                "--certificate",
-                self.cert,
-                "--key",
-                self.key,
-                "--path",
-                www,
-            ]
+            argv = resumetls_argv(
+                self.port, self.cert, self.key, www, "--workers", str(workers)
+            )
         elif name == "nginx":
             conf = os.path.join(self.tmp, "nginx.conf")
             with open(conf, "w") as f:
