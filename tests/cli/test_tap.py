@@ -30,14 +30,7 @@ from resumetls.cli import tap as _tap
 from resumetls.cli.demo import DemoPage
 from resumetls.keys.files import write_haproxy_keys, write_nginx_key
 
-from .. import support
-
-
-def pem_files(testcase, kind="ec"):
-    return support.write_pem(
-        os.path.abspath(testcase.mktemp()), *support.certificate(kind)
-    )
-
+from ..support import pem_files
 
 # Targets for --factory and --wsgi (dotted names into this module).
 echo_factory = Factory.forProtocol(Protocol)

@@ -33,13 +33,7 @@ from resumetls.cli.demo import DemoPage
 from resumetls.keys.files import write_haproxy_keys
 
 from .. import support
-from ..support import free_port, https_get, s_client, start_process
-
-
-def pem_files(testcase, kind="ec"):
-    return support.write_pem(
-        os.path.abspath(testcase.mktemp()), *support.certificate(kind)
-    )
+from ..support import free_port, https_get, pem_files, s_client, start_process
 
 
 def twist(*args):

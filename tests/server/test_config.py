@@ -36,12 +36,7 @@ from resumetls.server.config import (
 )
 
 from .. import support
-
-
-def pem_files(testcase, kind="ec"):
-    return support.write_pem(
-        os.path.abspath(testcase.mktemp()), *support.certificate(kind)
-    )
+from ..support import pem_files
 
 
 class ParseTests(SynchronousTestCase):

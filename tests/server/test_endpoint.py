@@ -35,12 +35,7 @@ from resumetls.server.endpoint import ResumeTLSServerParser
 from resumetls.server.protocol import ResumingTLSFactory
 
 from .. import support
-
-
-def pem_files(testcase, kind="ec"):
-    return support.write_pem(
-        os.path.abspath(testcase.mktemp()), *support.certificate(kind)
-    )
+from ..support import pem_files
 
 
 def der(certificate):

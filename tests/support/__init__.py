@@ -22,6 +22,7 @@ from tests.support.certificates import (  # noqa: F401
     issue,
     make_certificate,
     options,
+    pem_files,
     write_pem,
 )
 from tests.support.ports import CLIENT_TIMEOUT, free_port, wait_for_port  # noqa: F401

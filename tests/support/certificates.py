@@ -70,6 +70,11 @@ def write_pem(directory: str, cert: Any, key: Any) -> tuple[str, str]:
     )
 
 
+def pem_files(testcase: Any, kind: str = "ec") -> tuple[str, str]:
+    """The shared certificate of C{kind} written in a new test directory."""
+    return write_pem(os.path.abspath(testcase.mktemp()), *certificate(kind))
+
+
 def options(kind: str = "ec", **kw: Any) -> CertificateOptions:
     """C{CertificateOptions} for the shared certificate of C{kind}."""
     cert, key = certificate(kind)
