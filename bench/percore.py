@@ -9,7 +9,9 @@ one server process each (a script, not a test):
 
 Servers: resumetls (a `resumetls:` endpoint: our callbacks, key ring and
 in-memory cache), plain Twisted (`listenSSL`, OpenSSL's own cache and
-tickets), an asyncio `ssl` server, the same under uvloop, and with
+tickets: the same work as ours; "twisted-ids": session IDs only, no ticket
+to make in a full handshake, no ticket to open in a resumed one), an
+asyncio `ssl` server, the same under uvloop, and with
 `--before REV` resumetls as it was at REV (its package exported with `git
 archive` and put first on the path), so a change is measured against what
 it replaced in the same run.  Workloads (`openssl s_time`, ECDSA P-256):
@@ -72,12 +74,19 @@ else:
             self.transport.write(RESPONSE)
             self.transport.loseConnection()
     factory = Factory.forProtocol(Answer)
-    if kind == "twisted":
-        from twisted.internet.ssl import PrivateCertificate
+    if kind in ("twisted", "twisted-ids"):
+        from twisted.internet.ssl import CertificateOptions, PrivateCertificate
         pem = open(cert).read() + open(key).read()
-        options = PrivateCertificate.loadPEM(pem).options()
-        options.enableSessions = True
-        options.enableSessionTickets = True
+        private = PrivateCertificate.loadPEM(pem)
+        # Given to the constructor: CertificateOptions turns a false
+        # enableSessionTickets into OP_NO_TICKET in __init__, so setting the
+        # attribute afterwards leaves tickets off.
+        options = CertificateOptions(
+            privateKey=private.privateKey.original,
+            certificate=private.original,
+            enableSessions=True,
+            enableSessionTickets=kind == "twisted",
+        )
         reactor.listenSSL(port, factory, options, backlog=511, interface="127.0.0.1")
     else:
         import resumetls
@@ -95,8 +104,8 @@ WORKLOADS = ("resumed", "full")
 
 class Minimal(Server):
     """
-    One minimal server process (C{kind}: resumetls, twisted, asyncio,
-    uvloop); its CPU and stopping are L{handshakes.Server}'s.
+    One minimal server process (C{kind}: resumetls, twisted, twisted-ids,
+    asyncio, uvloop); its CPU and stopping are L{handshakes.Server}'s.
     """
 
     def __init__(
@@ -162,7 +171,7 @@ def run(args: argparse.Namespace) -> dict:
                 export(args.before, work),
             ),
         )
-    wanted += [(k, k, ROOT) for k in ("twisted", "asyncio", "uvloop")]
+    wanted += [(k, k, ROOT) for k in ("twisted", "twisted-ids", "asyncio", "uvloop")]
     servers: list[Minimal] = []
     runs: dict[str, dict[str, list[dict]]] = {}
     try:

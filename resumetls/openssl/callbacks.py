@@ -271,15 +271,45 @@ class HandshakeObserver(_CallbackHelper):
     """
     C{SSL_CTX_set_info_callback}: tell C{hooks.handshake_done} when a
     handshake completes, whether it was resumed and its version.
+
+    OpenSSL calls an info callback at every state change (about 14 times a
+    handshake, each a crossing from C into Python) to say "done" once.  A
+    TLS protocol that sees its handshake complete can call L{report}
+    instead, and the callback is set on the context (L{install}) only once
+    connections are made that nothing else reports.
     """
 
     what = "info"
     ctype = INFO_CB
 
-    def __init__(self, route: OpenSSLRoute, hooks: IHandshakeHooks) -> None:
+    def __init__(
+        self, route: OpenSSLRoute, hooks: IHandshakeHooks, ctx: Any = None
+    ) -> None:
         self._reused = route.function("SSL_session_reused")
         self._ssl_version = route.function("SSL_version")
+        self._ctx = ctx
+        self._set_info = route.function("SSL_CTX_set_info_callback")
+        self.installed = False
         super().__init__(hooks)
+
+    def install(self) -> None:
+        """Set this observer as its context's info callback (once)."""
+        if not self.installed:
+            self.installed = True
+            self._set_info(self._ctx, self.callback)
+
+    def report(self, conn: Any) -> None:
+        """
+        C{conn}'s handshake completed (seen by its TLS protocol): what the
+        info callback does at "done".  Never raises (see C{_onerror}).
+        """
+        try:
+            ssl = compat.connection_handle(conn)
+            self._hooks.handshake_done(
+                conn, bool(self._reused(ssl)), int(self._ssl_version(ssl))
+            )
+        except Exception as e:  # noqa: BLE001 - reported, as from C
+            self._onerror(type(e), e, e.__traceback__)
 
     def _call(self, ssl: Any, where: int, ret: int) -> None:
         if where & SSL_CB_HANDSHAKE_DONE:

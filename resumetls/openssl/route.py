@@ -190,11 +190,14 @@ class OpenSSLRoute:
         tickets: bool,
         session_cache: bool,
         observe: bool = True,
-    ) -> None:
+        install_observer: bool = True,
+    ) -> HandshakeObserver | None:
         """
         Install the ticket-key callback, the external session cache callbacks
         and the handshake-done observer (L{resumetls.openssl.callbacks}) on a
-        not yet used C{context}; each calls C{hooks}.
+        not yet used C{context}; each calls C{hooks}.  Returns the observer
+        (L{None} without C{observe}); with C{install_observer} false it is
+        built and kept alive but not set: its C{install} sets it later.
 
         Every function they need is checked first: a missing one raises
         before the context is changed.  The callbacks are kept alive on the
@@ -227,8 +230,11 @@ class OpenSSLRoute:
             keep += [new, get]
             self._fn["SSL_CTX_sess_set_new_cb"](ctx, new.callback)
             self._fn["SSL_CTX_sess_set_get_cb"](ctx, get.callback)
+        info = None
         if observe:
-            info = HandshakeObserver(self, hooks)
+            info = HandshakeObserver(self, hooks, ctx)
             keep.append(info)
-            self._fn["SSL_CTX_set_info_callback"](ctx, info.callback)
+            if install_observer:
+                info.install()
         compat.keep_alive(context, keep)
+        return info

@@ -31,6 +31,7 @@ from resumetls.openssl.functions import SSL_CB_HANDSHAKE_DONE, server_functions
 from resumetls.openssl.sessions import connection_reused
 from resumetls.server import alpn, sidcontext
 from resumetls.server.hooks import HandshakeHooks, check_cache
+from resumetls.server.protocol import ResumingTLSProtocol
 from resumetls.server.settings import Capabilities, ResumptionSettings
 from resumetls.server.stats import ResumptionStats, mark_served
 
@@ -70,14 +71,20 @@ class ResumingContextFactory:
 
     @ivar hooks: the L{HandshakeHooks} OpenSSL's callbacks call.
 
-    The counters and the mechanism L{resumption_info} reports come from an
-    info callback on the context.  OpenSSL calls a connection's own info
-    callback I{instead of} the context's: an application that calls
-    C{Connection.set_info_callback} on a connection made here (or replaces
-    the context's with C{getContext().set_info_callback}) takes those
-    handshakes out of the counters, and a resumed one is reported with
-    mechanism C{"unknown"} (resumed, version and cipher stay right).
+    The counters and the mechanism L{resumption_info} reports come from the
+    end of each handshake.  A L{ResumingTLSProtocol} (every resumetls
+    listener) reports it itself.  For connections made another way (another
+    TLS protocol, such as C{listenSSL}'s, or from C{getContext()}), an info
+    callback is set on the context the first time one is made.  OpenSSL
+    calls a connection's own info callback I{instead of} the context's: an
+    application that calls C{Connection.set_info_callback} on such a
+    connection (or replaces the context's with
+    C{getContext().set_info_callback}) takes those handshakes out of the
+    counters, and a resumed one is reported with mechanism C{"unknown"}
+    (resumed, version and cipher stay right).
     """
+
+    _observer: Any = None  # the context's HandshakeObserver (none: fallback)
 
     def __init__(
         self,
@@ -247,8 +254,14 @@ class ResumingContextFactory:
             ctx, s.tls13_tickets if (s.tickets or s.session_ids) else 0
         )
         try:
-            route.install_server_callbacks(
-                ctx, self.hooks, tickets=s.tickets, session_cache=s.session_ids
+            # The observer goes on the context only when a connection needs
+            # it (see serverConnectionForTLS).
+            self._observer = route.install_server_callbacks(
+                ctx,
+                self.hooks,
+                tickets=s.tickets,
+                session_cache=s.session_ids,
+                install_observer=False,
             )
         except OpenSSLRouteUnavailable as e:
             # OpenSSL refused a callback: nothing of ours is left installed
@@ -264,6 +277,7 @@ class ResumingContextFactory:
     def _configure_fallback(self, reason: str) -> Capabilities:
         s = self.settings
         ctx = self._ssl_context
+        self._observer = None
         _log.warn(
             "resumetls cannot reach the OpenSSL functions it needs, so this "
             "service uses OpenSSL's built-in session cache and per-process ticket "
@@ -287,6 +301,9 @@ class ResumingContextFactory:
     # -- IOpenSSLContextFactory / IOpenSSLServerConnectionCreator ----------------
 
     def getContext(self) -> SSL.Context:
+        # Connections made from the bare context are observed by it.
+        if self._observer is not None:
+            self._observer.install()
         return self._ssl_context
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
@@ -302,6 +319,12 @@ class ResumingContextFactory:
         if self.hooks.pauser is not None:
             self.hooks.pauser.adopt(conn, tlsProtocol)
         mark_served(conn, self)
+        observer = self._observer
+        if observer is not None:
+            if isinstance(tlsProtocol, ResumingTLSProtocol):
+                tlsProtocol.handshake_reporter = observer.report
+            else:
+                observer.install()  # another TLS protocol: OpenSSL tells us
         return conn
 
     # -- observability -----------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import time
 
 from prometheus_client import generate_latest
@@ -251,6 +252,50 @@ class TLSLayerTests(TestCase):
             )
 
         return ensureDeferred(run())
+
+    def test_handshakes_reported_without_info_callback(self):
+        """
+        Our TLS protocol reports each handshake's end itself: the counters
+        and mechanisms are exact (each TLS 1.3 resumption counted once,
+        though OpenSSL says "done" again after its tickets) with no info
+        callback on the context; C{getContext()} hands out a context that
+        observes the connections made from it.
+        """
+
+        async def run():
+            port, endpoint, app = await self.serve()
+            factory = endpoint.context_factory
+            for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                ctx.minimum_version = ctx.maximum_version = version
+                first = await self.served_with(port, ctx)
+                again = await self.served_with(port, ctx, first["session"])
+                self.assertFalse(first["reused"])
+                self.assertTrue(again["reused"])
+            self.assertEqual(
+                [info.mechanism for info in app.infos],
+                [None, "ticket_tls12", None, "ticket_tls13"],
+            )
+            stats = self.stats(endpoint)
+            self.assertEqual(
+                (
+                    stats.full_handshakes,
+                    stats.resumed_ticket_tls12,
+                    stats.resumed_ticket_tls13,
+                    stats.resumed,
+                ),
+                (2, 1, 1, 2),
+            )
+            self.assertFalse(factory._observer.installed)
+            factory.getContext()
+            self.assertTrue(factory._observer.installed)
+
+        return ensureDeferred(run())
+
+    def served_with(self, port, ctx, session=None):
+        return support.python_client(port, ctx, session)
 
     def test_continue_handshake(self):
         """
