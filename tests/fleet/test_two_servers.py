@@ -18,7 +18,8 @@ from twisted.trial.unittest import TestCase
 
 from .. import support
 from ..support import free_port, https_get, start_process
-from ..support.redis import RedisServer, stop
+from ..support.processes import stop_process
+from ..support.redis import RedisServer
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -126,7 +127,7 @@ def haproxy(testcase, backends):
         stderr=subprocess.DEVNULL,
     )
 
-    testcase.addCleanup(stop, proc)
+    testcase.addCleanup(stop_process, proc)
     support.wait_for_port(port, proc)
     return port
 

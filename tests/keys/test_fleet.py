@@ -66,7 +66,10 @@ class FleetKeysTests(SynchronousTestCase):
             )
         # The next sync publishes the following key, once.
         settle(self, gatherResults([a.sync(), b.sync()]))
+        # Whichever lost the race reads the winner's key on its next sync
+        # (or sooner, through pub/sub): one sync each, in turn.
         settle(self, a.sync())
+        settle(self, b.sync())
         self.assertEqual(a.version, b.version)
         self.assertEqual(a.key_ring.schedule, b.key_ring.schedule)
         self.assertEqual(self.redis.command("GET", b"resumetls:k:version"), b"2")
