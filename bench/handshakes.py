@@ -497,7 +497,7 @@ def run(args: argparse.Namespace) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     report = {"results": results, "machine": machine()}
     if args.json:
-        _save(report, args.json)
+        save(report, args.json)
     if not args.smoke:
         report["memory"] = memory_per_session()
         from bench import hot_path
@@ -507,7 +507,8 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def _save(report: dict, path: str) -> None:
+def save(report: dict, path: str) -> None:
+    """Write a report as JSON (every bench script's --json)."""
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
 
@@ -657,7 +658,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     report = run(args)
     if args.json:
-        _save(report, args.json)
+        save(report, args.json)
     print(table(report))
     m = report["machine"]
     print(

@@ -25,7 +25,6 @@ each ratio is the median of the ratios within a round.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -43,6 +42,7 @@ from handshakes import (  # noqa: E402
     free_port,
     make_keys,
     s_time,
+    save,
     wait_for,
 )
 
@@ -251,8 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     report["table"] = table(report)
     print(report["table"])
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        save(report, args.json)
     return 0
 
 

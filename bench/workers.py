@@ -30,7 +30,6 @@ per round, in rotating order) and figures are medians of the rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -53,6 +52,7 @@ from handshakes import (  # noqa: E402
     make_keys,
     resumetls_argv,
     s_time,
+    save,
     server_environment,
     wait_for,
 )
@@ -327,8 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     report["table"] = table(report)
     print(report["table"])
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        save(report, args.json)
     return 0
 
 
