@@ -12,15 +12,12 @@ import os
 
 from OpenSSL import SSL
 from twisted.internet import protocol, reactor
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
 )
 from twisted.internet.task import Clock
-from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
@@ -33,6 +30,7 @@ from resumetls import (
     resumption_info,
 )
 from resumetls.openssl.symbols import route as openssl_route
+from resumetls.testing import pump
 
 from .. import support
 from ..support import options
@@ -72,45 +70,31 @@ class _PlainServer:
 
 
 class _Server(protocol.Protocol):
+    def __init__(self):
+        self.infos = []
+
     def dataReceived(self, data):
-        self.factory.infos.append(resumption_info(self.transport))
+        self.infos.append(resumption_info(self.transport))
         self.transport.write(b"ok")
 
 
 class _Client(protocol.Protocol):
+    def __init__(self):
+        self.received = []
+
     def connectionMade(self):
         self.transport.write(b"hi")
 
     def dataReceived(self, data):
-        self.factory.received.append(data)
+        self.received.append(data)
 
 
 def handshake(server_factory, client):
-    """One in-memory connection; returns what the server saw."""
-    clock = Clock()
-    app = protocol.Factory.forProtocol(_Server)
-    app.infos = []
-    capp = protocol.Factory.forProtocol(_Client)
-    capp.received = []
-    server = TLSMemoryBIOFactory(server_factory, False, app, clock=clock).buildProtocol(
-        IPv4Address("TCP", "127.0.0.1", 443)
-    )
-    cproto = TLSMemoryBIOFactory(client, True, capp, clock=clock).buildProtocol(
-        IPv4Address("TCP", "127.0.0.1", 443)
-    )
-    pump = iosim.connect(
-        server,
-        iosim.makeFakeServer(server),
-        cproto,
-        iosim.makeFakeClient(cproto),
-        greet=False,
-        clock=clock,
-    )
-    for _ in range(20):
-        pump.pump()
-        clock.advance(0)
+    """One in-memory connection (L{resumetls.testing.pump}); what the server saw."""
+    server_app, client_app = _Server(), _Client()
+    pump.handshake(server_factory, client, server_app=server_app, client_app=client_app)
     client.session = client.connections[-1].get_session()
-    return app.infos, capp.received
+    return server_app.infos, client_app.received
 
 
 class InMemoryTests(SynchronousTestCase):
