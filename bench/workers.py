@@ -1,21 +1,29 @@
 """
 Worker processes, measured side by side in one run (a script, not a test):
 
+    apt-get install gcc libssl-dev      # to compile bench/loadgen.c
     pip install uvicorn                 # the Python peer
-    python bench/workers.py             # about 5 minutes
+    python bench/workers.py             # about 8 minutes
     python bench/workers.py --quick --json out.json
+    python bench/workers.py --load s_time --concurrency 4
     python bench/handshakes.py --workers    # the same, from the main script
 
-1. Throughput of resumed TLS 1.2 handshakes (tickets; `openssl s_time
-   -reuse`) for `twist resumetls --workers 1` and `--workers 2`, nginx with
-   `worker_processes 1` and `2`, and `uvicorn --workers 1` and `2` with TLS;
-   each serving a 3-byte response and closing.  The load is several
-   `s_time` processes at once (`--generators`, 4 by default): one `s_time`
-   makes one connection at a time, so it waits on each round trip and
-   cannot keep two workers busy.  They run on the same cores as the
-   servers.  Handshakes per second (wall clock), server CPU per handshake
-   (every process of the server, from /proc) and load generator CPU per
-   handshake (the `s_time` processes, from their rusage).
+1. Throughput of resumed TLS 1.2 handshakes (tickets) for `twist resumetls
+   --workers 1` and `--workers 2`, nginx with `worker_processes 1` and
+   `2`, and `uvicorn --workers 1` and `2` with TLS; each serving a 3-byte
+   response and closing.  The load runs on the same two cores as the
+   servers, and is measured at several counts of clients in flight
+   (`--concurrency`, 4,16,64 by default): how many connections wait on a
+   server decides how busy each worker is, and so how much each wake-up
+   of a worker serves.  The load is `bench/loadgen.c` (`--load loadgen`,
+   the default: one process, one epoll loop, that many connections at once,
+   each a returning client resuming its last session), or that many
+   `openssl s_time -reuse` processes (`--load s_time`: one blocking process
+   a client, each costing about twice loadgen's CPU a handshake, CPU taken
+   from the servers on a machine this size).  Handshakes per second (wall
+   clock), server CPU per handshake (every process of the server, from
+   /proc), load CPU per handshake (from rusage), and the cores the two kept
+   busy: near 2, the machine is the limit.
 2. Returning clients that resume across workers: 20 clients each make a
    full handshake, then come back once (`openssl s_client -sess_in`), for
    TLS 1.2 and 1.3, against each server with 2 workers.  A return that
@@ -184,32 +192,100 @@ class Server:
 # -- measurements -----------------------------------------------------------------
 
 
-def throughput(server: Server, seconds: int, generators: int) -> dict:
-    """Resumed TLS 1.2 handshakes from several s_time processes at once."""
+def loadgen_binary(work: str) -> str:
+    """
+    bench/loadgen.c compiled into C{work} (needs a C compiler and OpenSSL's
+    headers: Debian's gcc and libssl-dev).
+
+    @raise RuntimeError: it cannot be compiled, with the compiler's words.
+    """
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler for bench/loadgen.c: apt-get install gcc")
+    binary = os.path.join(work, "loadgen")
+    made = subprocess.run(
+        [
+            compiler,
+            "-O2",
+            "-o",
+            binary,
+            os.path.join(HERE, "loadgen.c"),
+            "-lssl",
+            "-lcrypto",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        raise RuntimeError(
+            "bench/loadgen.c does not compile (OpenSSL's headers: apt-get install "
+            f"libssl-dev; or use --load s_time):\n{made.stderr[-1000:]}"
+        )
+    return binary
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the child processes this process has waited for."""
     import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _s_time_load(server: Server, seconds: int, concurrency: int) -> tuple[int, int]:
     from concurrent.futures import ThreadPoolExecutor
 
-    def children_cpu() -> float:
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return usage.ru_utime + usage.ru_stime
-
-    before, load_before = server.cpu(), children_cpu()
-    start = time.perf_counter()
-    with ThreadPoolExecutor(generators) as pool:
+    with ThreadPoolExecutor(concurrency) as pool:
         runs = list(
             pool.map(
-                lambda _: s_time(server.port, "1.2", True, seconds), range(generators)
+                lambda _: s_time(server.port, "1.2", True, seconds), range(concurrency)
             )
         )
+    return sum(r[0] for r in runs), sum(r[1] for r in runs)
+
+
+def _loadgen_load(
+    binary: str, server: Server, seconds: int, concurrency: int
+) -> tuple[int, int]:
+    argv = [binary, "127.0.0.1", str(server.port), str(seconds), str(concurrency)]
+    out = subprocess.run(
+        [*argv, "1.2", "/ok.txt"], capture_output=True, text=True, timeout=seconds + 30
+    )
+    m = re.match(r"(\d+) connections (\d+) reused (\d+) failed", out.stdout)
+    if m is None or out.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {out.stdout[-300:]} {out.stderr[-300:]}")
+    if int(m.group(3)):
+        raise RuntimeError(f"{server.label}: {m.group(3)} connections failed")
+    return int(m.group(1)), int(m.group(2))
+
+
+def throughput(server: Server, seconds: int, concurrency: int, load: str) -> dict:
+    """
+    Resumed TLS 1.2 handshakes with C{concurrency} clients in flight: that
+    many C{s_time} processes (C{load} "s_time"), or one loadgen process
+    with that many connections at once (C{load}: the loadgen binary).
+    """
+    before, load_before = server.cpu(), _children_cpu()
+    start = time.perf_counter()
+    if load == "s_time":
+        n, reused = _s_time_load(server, seconds, concurrency)
+    else:
+        n, reused = _loadgen_load(load, server, seconds, concurrency)
     wall = time.perf_counter() - start
-    n = sum(r[0] for r in runs)
+    # Each client's first connection is a full handshake.
+    if reused < (n - concurrency) * 0.99:
+        raise RuntimeError(f"{server.label}: only {reused} of {n} resumed")
+    server_us = (server.cpu() - before) / n * 1e6
+    # The load processes (waited for by this process: its children).
+    load_us = (_children_cpu() - load_before) / n * 1e6
     return {
         "handshakes": n,
-        "reused": sum(r[1] for r in runs),
+        "reused": reused,
         "rate": n / wall,
-        "cpu_us": (server.cpu() - before) / n * 1e6 if n else None,
-        # The s_time processes (waited for by this process: its children).
-        "load_cpu_us": (children_cpu() - load_before) / n * 1e6 if n else None,
+        "cpu_us": server_us,
+        "load_cpu_us": load_us,
+        # CPU the server and the load kept busy, in cores (2 is all of it).
+        "cores_busy": (server_us + load_us) * n / wall / 1e6,
     }
 
 
@@ -244,30 +320,40 @@ def run(args: argparse.Namespace) -> dict:
     with open(os.path.join(work, "www", "ok.txt"), "w") as f:
         f.write("ok\n")
     keys = make_keys(work)["ecdsa"]
-    report: dict = {"throughput": {}, "returning": {}, "generators": args.generators}
+    load = "s_time" if args.load == "s_time" else loadgen_binary(work)
+    report: dict = {
+        "throughput": {},
+        "returning": {},
+        "load": args.load,
+        "loadavg": None,
+    }
     servers = []
     try:
-        for name in ("resumetls", "nginx", "uvicorn"):
+        for name in args.servers:
             if name == "nginx" and not NGINX:
                 continue
             for workers in (1, 2):
                 servers.append(Server(name, workers, keys, work))
         for r in range(args.rounds):
             order = servers[r % len(servers) :] + servers[: r % len(servers)]
-            for server in order:
-                result = throughput(server, args.seconds, args.generators)
-                report["throughput"].setdefault(server.label, []).append(result)
-                print(
-                    f"round {r + 1}/{args.rounds} {server.label:13} "
-                    f"{result['rate']:6.0f}/s",
-                    file=sys.stderr,
-                )
+            for concurrency in args.concurrency:
+                for server in order:
+                    result = throughput(server, args.seconds, concurrency, load)
+                    report["throughput"].setdefault(str(concurrency), {}).setdefault(
+                        server.label, []
+                    ).append(result)
+                    print(
+                        f"round {r + 1}/{args.rounds} {concurrency:3} at once "
+                        f"{server.label:13} {result['rate']:6.0f}/s",
+                        file=sys.stderr,
+                    )
         for server in servers:
             if server.workers == 2:
                 for version in ("1.2", "1.3"):
                     report["returning"][f"{server.label} TLS {version}"] = returning(
                         server, version, args.clients, work
                     )
+        report["loadavg"] = os.getloadavg()
         for server in servers:
             server.stop()
     finally:
@@ -290,21 +376,28 @@ def _ratio(mine: list[dict], theirs: list[dict]) -> float:
 
 
 def table(report: dict) -> str:
+    load = (
+        "`s_time` processes"
+        if report["load"] == "s_time"
+        else "connections of one loadgen"
+    )
     lines = [
-        f"| server ({report['generators']} s_time at once) | resumed TLS 1.2 "
-        "handshakes/s | server CPU µs/handshake | load generator CPU µs/handshake "
-        "| 2 vs 1 |",
-        "|---|---:|---:|---:|---:|",
+        f"| clients at once ({load}) | server | resumed TLS 1.2 handshakes/s "
+        "| server CPU µs/handshake | load CPU µs/handshake | cores busy "
+        "(server + load) | 2 vs 1 |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
-    runs_by = report["throughput"]
-    for label, runs in runs_by.items():
-        name, workers = label.rsplit(" x", 1)
-        one = runs_by.get(f"{name} x1")
-        ratio = f"{_ratio(runs, one):.2f}x" if workers == "2" and one else ""
-        lines.append(
-            f"| {label} | {_median(runs, 'rate'):.0f} | {_median(runs, 'cpu_us'):.0f} "
-            f"| {_median(runs, 'load_cpu_us'):.0f} | {ratio} |"
-        )
+    for concurrency, runs_by in report["throughput"].items():
+        for label, runs in runs_by.items():
+            name, workers = label.rsplit(" x", 1)
+            one = runs_by.get(f"{name} x1")
+            ratio = f"{_ratio(runs, one):.2f}x" if workers == "2" and one else ""
+            lines.append(
+                f"| {concurrency} | {label} | {_median(runs, 'rate'):.0f} "
+                f"| {_median(runs, 'cpu_us'):.0f} "
+                f"| {_median(runs, 'load_cpu_us'):.0f} "
+                f"| {_median(runs, 'cores_busy'):.2f} | {ratio} |"
+            )
     lines += ["", "| 2 workers | returning clients resumed |", "|---|---:|"]
     for label, r in report["returning"].items():
         lines.append(f"| {label} | {r['resumed']} of {r['clients']} |")
@@ -316,12 +409,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=6)
-    parser.add_argument("--generators", type=int, default=4, help="s_time at once")
+    parser.add_argument(
+        "--load",
+        choices=("loadgen", "s_time"),
+        default="loadgen",
+        help="the load: bench/loadgen.c (compiled here) or openssl s_time",
+    )
+    parser.add_argument(
+        "--concurrency",
+        default="4,16,64",
+        help="clients in flight at once: a comma-separated list, each measured",
+    )
+    parser.add_argument(
+        "--servers",
+        default="resumetls,nginx,uvicorn",
+        help="a comma-separated subset of resumetls, nginx, uvicorn",
+    )
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--json", help="write the report here too")
     args = parser.parse_args(argv)
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.servers = args.servers.split(",")
     if args.quick:
         args.rounds, args.seconds, args.clients = 1, 2, 6
+        args.concurrency = args.concurrency[-1:]
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     report = run(args)
     report["table"] = table(report)
