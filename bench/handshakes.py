@@ -325,6 +325,53 @@ def s_time(
     return int(m.group(1)), marks.count("r"), wall
 
 
+def loadgen_binary(work: str) -> str:
+    """
+    bench/loadgen.c compiled into C{work} (needs a C compiler and OpenSSL's
+    headers: Debian's gcc and libssl-dev).
+
+    @raise RuntimeError: it cannot be compiled, with the compiler's words.
+    """
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler for bench/loadgen.c: apt-get install gcc")
+    binary = os.path.join(work, "loadgen")
+    source = os.path.join(ROOT, "bench", "loadgen.c")
+    made = subprocess.run(
+        [compiler, "-O2", "-o", binary, source, "-lssl", "-lcrypto"],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        raise RuntimeError(
+            "bench/loadgen.c does not compile (OpenSSL's headers: apt-get install "
+            f"libssl-dev; or use s_time):\n{made.stderr[-1000:]}"
+        )
+    return binary
+
+
+def loadgen(
+    binary: str, port: int, reuse: bool, seconds: int, concurrency: int
+) -> tuple[int, int, float]:
+    """
+    Run loadgen: C{concurrency} TLS 1.2 clients at once, returning clients
+    (C{reuse}) or full handshakes; returns (connections, reused, wall s).
+
+    @raise RuntimeError: it failed, or some connections did.
+    """
+    argv = [binary, "127.0.0.1", str(port), str(seconds), str(concurrency), "1.2"]
+    argv += ["/ok.txt"] if reuse else ["/ok.txt", "new"]
+    start = time.perf_counter()
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
+    wall = time.perf_counter() - start
+    m = re.match(r"(\d+) connections (\d+) reused (\d+) failed", out.stdout)
+    if m is None or out.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {out.stdout[-300:]} {out.stderr[-300:]}")
+    if int(m.group(3)):
+        raise RuntimeError(f"loadgen: {m.group(3)} connections failed")
+    return int(m.group(1)), int(m.group(2)), wall
+
+
 def measure(server: Server, version: str, workload: str, seconds: int) -> dict:
     before_cpu = server.cpu()
     before = server.counters()

@@ -10,7 +10,8 @@
  * less of the machine's CPU goes to the load and more to the servers.
  *
  *     cc -O2 -o loadgen bench/loadgen.c -lssl -lcrypto
- *     ./loadgen 127.0.0.1 8443 6 16 1.2 /ok.txt
+ *     ./loadgen 127.0.0.1 8443 6 16 1.2 /ok.txt          # returning clients
+ *     ./loadgen 127.0.0.1 8443 6 16 1.2 /ok.txt new      # full handshakes
  *
  * Prints one line: "CONNECTIONS connections REUSED reused FAILED failed
  * SECONDS seconds".  Loopback only: HOST must be 127.0.0.1 or ::1.  It
@@ -51,6 +52,7 @@ static int epfd;
 static char request[512];
 static size_t request_len;
 static long connections, reused, failed;
+static int fresh; /* "new": never resume, every handshake a full one */
 
 static double now(void)
 {
@@ -148,7 +150,7 @@ static void advance(struct slot *s)
         }
         s->ssl = SSL_new(ctx);
         SSL_set_fd(s->ssl, s->fd);
-        if (s->session != NULL)
+        if (s->session != NULL && !fresh)
             SSL_set_session(s->ssl, s->session);
         SSL_set_connect_state(s->ssl);
         s->step = HANDSHAKE;
@@ -197,7 +199,8 @@ static void advance(struct slot *s)
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s HOST PORT SECONDS CONCURRENCY [1.2|1.3] [PATH]\n",
+        fprintf(stderr,
+                "usage: %s HOST PORT SECONDS CONCURRENCY [1.2|1.3] [PATH] [new]\n",
                 argv[0]);
         return 64;
     }
@@ -207,6 +210,7 @@ int main(int argc, char **argv)
     int concurrency = atoi(argv[4]);
     const char *version = argc > 5 ? argv[5] : "1.2";
     const char *path = argc > 6 ? argv[6] : "/";
+    fresh = argc > 7 && strcmp(argv[7], "new") == 0;
 
     memset(&address, 0, sizeof address);
     struct sockaddr_in *v4 = (struct sockaddr_in *)&address;

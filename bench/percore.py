@@ -14,8 +14,12 @@ to make in a full handshake, no ticket to open in a resumed one), an
 asyncio `ssl` server, the same under uvloop, and with
 `--before REV` resumetls as it was at REV (its package exported with `git
 archive` and put first on the path), so a change is measured against what
-it replaced in the same run.  Workloads (`openssl s_time`, ECDSA P-256):
-resumed by ticket (`-reuse`) and full (`-new`).  Server CPU is
+it replaced in the same run.  Workloads
+(ECDSA P-256), each resumed by ticket and full: one `openssl s_time`
+(`-reuse`, `-new`: one connection at a time, so the server sleeps between
+the client's round trips and every message wakes it), and
+`bench/loadgen.c` with `--concurrency` clients at once (16 by default: the
+server always has work, as a busy server does; `--no-busy` skips these).  Server CPU is
 utime+stime of the server process from /proc over the run, divided by the
 connections; handshakes per second per core = 1e6 / that.  Rounds are
 interleaved (every server on every workload, in an order that rotates), and
@@ -40,6 +44,8 @@ from handshakes import (  # noqa: E402
     ROOT,
     Server,
     free_port,
+    loadgen,
+    loadgen_binary,
     make_keys,
     s_time,
     save,
@@ -100,6 +106,8 @@ else:
 """
 
 WORKLOADS = ("resumed", "full")
+#: The same, with `--concurrency` loadgen clients at once.
+BUSY_WORKLOADS = ("resumed busy", "full busy")
 
 
 class Minimal(Server):
@@ -133,10 +141,18 @@ class Minimal(Server):
         )
         wait_for(self.port, self.proc)
 
-    def measure(self, workload: str, seconds: int) -> dict:
+    def measure(
+        self, workload: str, seconds: int, binary: str | None, concurrency: int
+    ) -> dict:
         before = self.cpu()
-        n, reused, wall = s_time(self.port, "1.2", workload == "resumed", seconds)
-        if workload == "resumed" and reused < n * 0.99:
+        resumed = workload.startswith("resumed")
+        if workload.endswith("busy"):
+            n, reused, wall = loadgen(binary, self.port, resumed, seconds, concurrency)
+            expected = n - concurrency  # each client's first is full
+        else:
+            n, reused, wall = s_time(self.port, "1.2", resumed, seconds)
+            expected = n
+        if resumed and reused < expected * 0.99:
             raise RuntimeError(f"{self.label}: only {reused} of {n} resumed")
         return {
             "handshakes": n,
@@ -174,20 +190,27 @@ def run(args: argparse.Namespace) -> dict:
     wanted += [(k, k, ROOT) for k in ("twisted", "twisted-ids", "asyncio", "uvloop")]
     servers: list[Minimal] = []
     runs: dict[str, dict[str, list[dict]]] = {}
+    workloads = WORKLOADS
+    binary = None
+    if args.busy:
+        binary = loadgen_binary(work)
+        workloads += BUSY_WORKLOADS
     try:
         for label, kind, path in wanted:
             servers.append(Minimal(label, kind, keys, work, path))
         for r in range(args.rounds):
             order = servers[r % len(servers) :] + servers[: r % len(servers)]
-            for workload in WORKLOADS:
+            for workload in workloads:
                 for server in order:
-                    result = server.measure(workload, args.seconds)
+                    result = server.measure(
+                        workload, args.seconds, binary, args.concurrency
+                    )
                     result["round"] = r
                     runs.setdefault(server.label, {}).setdefault(workload, []).append(
                         result
                     )
                     print(
-                        f"round {r + 1}/{args.rounds} {server.label:28} {workload:8} "
+                        f"round {r + 1}/{args.rounds} {server.label:28} {workload:12} "
                         f"{result['cpu_us']:6.0f} µs",
                         file=sys.stderr,
                     )
@@ -199,6 +222,7 @@ def run(args: argparse.Namespace) -> dict:
         "runs": runs,
         "rounds": args.rounds,
         "seconds": args.seconds,
+        "concurrency": args.concurrency if args.busy else None,
         "load": os.getloadavg(),
     }
 
@@ -211,26 +235,28 @@ def _ratio(mine: list[dict], theirs: list[dict]) -> float:
 
 def table(report: dict) -> str:
     runs = report["runs"]
-    lines = [
-        "| server (one process, minimal protocol) | resumed TLS 1.2: CPU µs | "
-        "per core /s | vs asyncio | full TLS 1.2: CPU µs | vs plain Twisted |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    columns = [("resumed", "asyncio"), ("full", "twisted")]
+    heads = ["resumed TLS 1.2", "full TLS 1.2"]
+    if report.get("concurrency"):
+        columns += [("resumed busy", "asyncio"), ("full busy", "twisted")]
+        at_once = f"{report['concurrency']} at once"
+        heads += [f"resumed, {at_once}", f"full, {at_once}"]
+    versus = {"asyncio": "vs asyncio", "twisted": "vs plain Twisted"}
+    header = "| server (one process, minimal protocol) |"
+    for head, (_, other) in zip(heads, columns, strict=True):
+        header += f" {head}: CPU µs | per core /s | {versus[other]} |"
+    lines = [header, "|---|" + "---:|" * (3 * len(columns))]
     for label, by in runs.items():
-        resumed = statistics.median(x["cpu_us"] for x in by["resumed"])
-        full = statistics.median(x["cpu_us"] for x in by["full"])
-        vs_asyncio = (
-            _ratio(by["resumed"], runs["asyncio"]["resumed"])
-            if "asyncio" in runs
-            else None
-        )
-        vs_twisted = (
-            _ratio(by["full"], runs["twisted"]["full"]) if "twisted" in runs else None
-        )
-        lines.append(
-            f"| {label} | {resumed:.0f} | {1e6 / resumed:.0f} | "
-            f"{vs_asyncio:.2f}x | {full:.0f} | {vs_twisted:.2f}x |"
-        )
+        line = f"| {label} |"
+        for workload, other in columns:
+            cpu = statistics.median(x["cpu_us"] for x in by[workload])
+            ratio = (
+                f"{_ratio(by[workload], runs[other][workload]):.2f}x"
+                if other in runs
+                else ""
+            )
+            line += f" {cpu:.0f} | {1e6 / cpu:.0f} | {ratio} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -242,6 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s")
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="loadgen clients at once"
+    )
+    parser.add_argument(
+        "--no-busy",
+        dest="busy",
+        action="store_false",
+        help="only the one-client workloads (no loadgen, no C compiler needed)",
+    )
     parser.add_argument("--json", help="write the report here too")
     args = parser.parse_args(argv)
     if args.quick:
