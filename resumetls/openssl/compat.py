@@ -44,6 +44,7 @@ __all__ = [
     "continue_handshake",
     "is_platform_trust",
     "keep_alive",
+    "memory_bios",
     "new_session",
     "session_handle",
     "send_now",
@@ -86,6 +87,21 @@ def connection_handle(connection: SSL.Connection) -> Any:
     no method for it.  There since pyOpenSSL 0.14.
     """
     return connection._ssl
+
+
+def memory_bios(connection: SSL.Connection) -> tuple[Any, Any]:
+    """
+    The two memory C{BIO *}s of a pyOpenSSL C{Connection} made without a
+    socket: what the network gave it and what it has for the network
+    (C{Connection._into_ssl}, C{Connection._from_ssl}); L{None}s for a
+    connection on a socket.
+
+    Why: pyOpenSSL can only ask them for bytes with C{bio_read}/C{recv},
+    which raise C{WantReadError} when there are none; asking how many bytes
+    they hold (C{BIO_ctrl_pending}) costs a C call instead of an exception.
+    There since pyOpenSSL 0.14.
+    """
+    return connection._into_ssl, connection._from_ssl
 
 
 def connection_by_handle() -> Any:

@@ -10,6 +10,8 @@ and the probe take their info-callback constants from here).
 from __future__ import annotations
 
 __all__ = [
+    "BIO_CTRL_PENDING",
+    "BUFFER_CHECKS",
     "CACHE_CALLBACKS",
     "CLIENT_HELLO_PAUSE",
     "CONTEXT_CERTIFICATE",
@@ -74,6 +76,9 @@ SIGNATURES = {
     "SSL_client_hello_get0_session_id": "size_t(*)(void *, const unsigned char **)",
     "SSL_client_hello_get0_ext": "int(*)(void *, unsigned int,"
     " const unsigned char **, size_t *)",
+    # Whether a connection's memory BIOs hold bytes (resumetls.openssl.buffers).
+    "BIO_ctrl": "long(*)(void *, int, long, void *)",
+    "SSL_has_pending": "int(*)(void *)",
 }
 
 # What each part of a server configuration calls.  L{server_functions} puts
@@ -109,6 +114,9 @@ CLIENT_HELLO_PAUSE = (
     "SSL_client_hello_get0_session_id",
     "SSL_client_hello_get0_ext",
 )
+# Optional: asking a connection's memory BIOs whether they hold bytes, so the
+# TLS protocol skips reads that would only raise WantReadError.
+BUFFER_CHECKS = ("BIO_ctrl", "SSL_has_pending")
 # Every server configuration: the observer that counts handshakes, and the
 # TLS 1.3 ticket count.
 SERVER_COMMON = (*HANDSHAKE_OBSERVER, "SSL_CTX_set_num_tickets")
@@ -154,6 +162,7 @@ SSL_CTRL_SESS_NUMBER = 20
 SSL_CTRL_SET_SESS_CACHE_SIZE = 42
 SSL_CTRL_GET_SESS_CACHE_SIZE = 43
 SSL_CTRL_GET_MAX_PROTO_VERSION = 131
+BIO_CTRL_PENDING = 10
 # Info-callback C{where} bits: a state-machine step, a finished handshake.
 SSL_CB_LOOP = 0x01
 SSL_CB_HANDSHAKE_DONE = 0x20

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 # Bump when the list of symbols or the cache file layout changes.
-_CACHE_VERSION = 4
+_CACHE_VERSION = 5
 
 # The bindings cryptography exposes whose cffi stubs we use to find the base.
 ANCHORS = ("SSL_CTX_get_timeout", "SSL_CTX_set_timeout", "i2d_SSL_SESSION")

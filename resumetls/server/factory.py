@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from resumetls.openssl import compat, symbols
+from resumetls.openssl.buffers import BufferCheck
 from resumetls.openssl.errors import OpenSSLRouteUnavailable
 from resumetls.openssl.functions import SSL_CB_HANDSHAKE_DONE, server_functions
 from resumetls.openssl.sessions import connection_reused
@@ -85,6 +86,7 @@ class ResumingContextFactory:
     """
 
     _observer: Any = None  # the context's HandshakeObserver (none: fallback)
+    _buffers: BufferCheck | None = None  # asks connections' BIOs (none: fallback)
 
     def __init__(
         self,
@@ -253,6 +255,7 @@ class ResumingContextFactory:
         route.set_num_tickets(
             ctx, s.tls13_tickets if (s.tickets or s.session_ids) else 0
         )
+        self._buffers = BufferCheck.for_route(route)
         try:
             # The observer goes on the context only when a connection needs
             # it (see serverConnectionForTLS).
@@ -278,6 +281,7 @@ class ResumingContextFactory:
         s = self.settings
         ctx = self._ssl_context
         self._observer = None
+        self._buffers = None
         _log.warn(
             "resumetls cannot reach the OpenSSL functions it needs, so this "
             "service uses OpenSSL's built-in session cache and per-process ticket "
@@ -320,11 +324,14 @@ class ResumingContextFactory:
             self.hooks.pauser.adopt(conn, tlsProtocol)
         mark_served(conn, self)
         observer = self._observer
+        resuming = isinstance(tlsProtocol, ResumingTLSProtocol)
         if observer is not None:
-            if isinstance(tlsProtocol, ResumingTLSProtocol):
+            if resuming:
                 tlsProtocol.handshake_reporter = observer.report
             else:
                 observer.install()  # another TLS protocol: OpenSSL tells us
+        if resuming and self._buffers is not None:
+            tlsProtocol.buffers = self._buffers.watch(conn)
         return conn
 
     # -- observability -----------------------------------------------------------

@@ -4,7 +4,8 @@ real loopback sockets: a client that sends half a ClientHello and stalls is
 disconnected after the handshake timeout while others are served; over the
 bound of connections in the handshake a new one is closed at once; plain
 HTTP gets an HTTP 400 naming the mistake; the interfaces a connection
-declares are Twisted's; a paused handshake can be driven again.
+declares are Twisted's; a paused handshake can be driven again; reads
+that would find nothing are skipped.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import os
 import socket
 import ssl
 import time
+from typing import Any
 
+from OpenSSL import SSL
 from prometheus_client import generate_latest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.protocols import policies
@@ -28,6 +32,7 @@ from zope.interface import directlyProvides, providedBy
 
 from resumetls import ResumingServerEndpoint
 from resumetls.cli.metrics import metrics_registry
+from resumetls.server import twistedtls
 from resumetls.server.config import ServerConfig
 from resumetls.server.protocol import PLAIN_HTTP_RESPONSE
 
@@ -247,9 +252,7 @@ class TLSLayerTests(TestCase):
                     list(providedBy(twisted_way).interfaces()),
                 )
                 self.assertTrue(ITCPTransport.providedBy(protocol))
-            self.assertEqual(
-                list(self.tls.declarations), [(type(seen[0][1]), True)]
-            )
+            self.assertEqual(list(self.tls.declarations), [(type(seen[0][1]), True)])
 
         return ensureDeferred(run())
 
@@ -323,3 +326,137 @@ class TLSLayerTests(TestCase):
             self.assertEqual(len(app.infos), 1)
 
         return ensureDeferred(run())
+
+
+class _Echo(Protocol):
+    """Answers each piece of data in capitals; closes after a newline."""
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self.transport.write(data.upper())
+        if b"\n" in data:
+            self.transport.loseConnection()
+
+
+def _client_context(version: Any) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = version
+    return ctx
+
+
+def _echo_client(port: int, ctx: ssl.SSLContext, session: Any) -> dict:
+    """Send "hello" in two records; read the answer to the end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+            s.sendall(b"hel")
+            time.sleep(0.05)
+            s.sendall(b"lo\n")
+            answer = b""
+            try:
+                while chunk := s.recv(4096):
+                    answer += chunk
+            except (ssl.SSLError, OSError):
+                pass
+            return {"answer": answer, "reused": s.session_reused, "session": s.session}
+
+
+class BufferChecksTests(TestCase):
+    """
+    Reads from OpenSSL that would find nothing are skipped when OpenSSL
+    says its buffers are empty (L{resumetls.openssl.buffers}): the same
+    bytes reach both ends, full and resumed, TLS 1.2 and 1.3, and pyOpenSSL
+    raises no C{WantReadError} from C{bio_read} and far fewer from C{recv}
+    than without the checks.
+    """
+
+    timeout = 60
+
+    async def exchange(self, with_checks: bool) -> dict[str, int]:
+        cert, key = pem_files(self)
+        endpoint = ResumingServerEndpoint.from_config(
+            reactor,
+            ServerConfig(port=0, interface="127.0.0.1", certificate=cert, key=key),
+        )
+        port = await endpoint.listen(Factory.forProtocol(_Echo))
+        self.addCleanup(port.stopListening)
+        if not with_checks:
+            endpoint.context_factory._buffers = None
+        raised = {"recv": 0, "bio_read": 0, "buffers": 0, "connections": 0}
+        tls_protocol = port.factory.protocol
+        original = tls_protocol.makeConnection
+
+        mine: set = set()  # this exchange's connections (earlier ones may close now)
+
+        def seen(protocol_, transport):
+            original(protocol_, transport)
+            mine.add(protocol_._tlsConnection)
+            raised["connections"] += 1
+            raised["buffers"] += protocol_.buffers is not None
+
+        patches = [(tls_protocol, "makeConnection", seen)] + [
+            (
+                SSL.Connection,
+                name,
+                _counting(getattr(SSL.Connection, name), raised, name, mine),
+            )
+            for name in ("recv", "bio_read")
+        ]
+        saved = [(o, name, getattr(o, name)) for o, name, _ in patches]
+        for o, name, value in patches:
+            setattr(o, name, value)
+        try:
+            number = port.getHost().port
+            for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+                ctx = _client_context(version)
+                first = await deferToThread(_echo_client, number, ctx, None)
+                again = await deferToThread(_echo_client, number, ctx, first["session"])
+                self.assertEqual(
+                    (first["answer"], first["reused"]), (b"HELLO\n", False)
+                )
+                self.assertEqual((again["answer"], again["reused"]), (b"HELLO\n", True))
+        finally:
+            for o, name, value in saved:
+                setattr(o, name, value)
+        return raised
+
+    def test_fewer_empty_reads(self):
+        async def run():
+            without = await self.exchange(with_checks=False)
+            with_ = await self.exchange(with_checks=True)
+            self.assertEqual(without["buffers"], 0)
+            self.assertEqual(with_["buffers"], with_["connections"])
+            self.assertEqual(with_["connections"], 4)
+            self.assertEqual(with_["bio_read"], 0)
+            self.assertGreater(without["bio_read"], 4)
+            self.assertLess(with_["recv"], without["recv"] / 2)
+
+        return ensureDeferred(run())
+
+
+def _counting(method: Any, raised: dict[str, int], name: str, mine: set) -> Any:
+    """
+    C{method}, counting in C{raised[name]} the C{WantReadError}s it raises
+    for the connections in C{mine}.
+    """
+
+    def counted(self: Any, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except SSL.WantReadError:
+            if self in mine:
+                raised[name] += 1
+            raise
+
+    return counted
+
+
+class KnownTwistedCodeTests(TestCase):
+    def test_copies_match_twisted(self):
+        """
+        Twisted's C{makeConnection} and receive loop use the names our copies
+        were made from (L{resumetls.server.twistedtls}); were one to change,
+        Twisted's own would run, and this says which.
+        """
+        self.assertTrue(twistedtls.SAME_MAKE_CONNECTION, "makeConnection changed")
+        self.assertTrue(twistedtls.SAME_RECEIVE_LOOP, "_flushReceiveBIO changed")
