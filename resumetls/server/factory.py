@@ -22,6 +22,7 @@ from twisted.internet.interfaces import (
     IOpenSSLContextFactory,
     IOpenSSLServerConnectionCreator,
 )
+from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -311,8 +312,16 @@ class ResumingContextFactory:
         return self._ssl_context
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
-        if IOpenSSLServerConnectionCreator.providedBy(self._options):
-            conn = self._options.serverConnectionForTLS(tlsProtocol)
+        options = self._options
+        if type(options) is CertificateOptions:
+            # What its serverConnectionForTLS makes, a Connection on this
+            # context, without the ALPN list it also sets on it: a list a
+            # client offers, which a server ignores (its choice is the
+            # context's select callback, server/alpn.py), found through an
+            # interface lookup each connection.
+            conn = SSL.Connection(self._ssl_context, None)
+        elif IOpenSSLServerConnectionCreator.providedBy(options):
+            conn = options.serverConnectionForTLS(tlsProtocol)
             if conn.get_context() is not self._ssl_context:
                 raise ContextAlreadyUsedError(
                     "the wrapped options built a new context; resumption "

@@ -48,6 +48,7 @@ names it uses), Twisted's own runs.
 from __future__ import annotations
 
 from collections import deque
+from types import MethodType
 from typing import Any
 
 from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
@@ -56,12 +57,14 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import (
     BufferingTLSTransport,
     TLSMemoryBIOFactory,
+    TLSMemoryBIOProtocol,
 )
 from twisted.python.failure import Failure
 from zope.interface import implementedBy, providedBy
 
 from resumetls.openssl.compat import send_now
 from resumetls.server.twistedtls import SAME_MAKE_CONNECTION, SAME_RECEIVE_LOOP
+from resumetls.server.writes import GatheredWrites
 
 __all__ = ["PLAIN_HTTP_RESPONSE", "ResumingTLSFactory", "ResumingTLSProtocol"]
 
@@ -125,6 +128,18 @@ class ResumingTLSProtocol(BufferingTLSTransport):
     _handshakeDone = property(_get_handshake_done, _set_handshake_done)
 
     # -- the connection's life ---------------------------------------------------
+
+    def __init__(
+        self, factory: Any, wrappedProtocol: Any, _connectWrapped: bool = True
+    ) -> None:
+        # BufferingTLSTransport's set-up with our aggregator in place of
+        # Twisted's (resumetls.server.writes: no timer a response); what
+        # BufferingTLSTransport does with it afterwards is unchanged.
+        TLSMemoryBIOProtocol.__init__(self, factory, wrappedProtocol, _connectWrapped)
+        self._aggregator = GatheredWrites(
+            MethodType(TLSMemoryBIOProtocol.write, self), factory._clock
+        )
+        self.write = self._aggregator.write
 
     def makeConnection(self, transport: Any) -> None:  # noqa: N802 - Twisted's name
         factory = self.factory
@@ -233,7 +248,16 @@ class ResumingTLSProtocol(BufferingTLSTransport):
             if data[0] in _PLAIN_HTTP_FIRST:
                 self._answer_plain_http()
                 return
-        super().dataReceived(data)
+        writes = self._aggregator
+        if type(writes) is not GatheredWrites:
+            super().dataReceived(data)  # the connection is gone
+            return
+        writes.receiving = True
+        try:
+            super().dataReceived(data)
+        finally:
+            writes.receiving = False
+        writes.flush()
 
     def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted's name
         self._handshake_over()
