@@ -20,16 +20,19 @@ what a server facing the Internet needs around the handshake:
     context needs no info callback (OpenSSL calls one about 14 times a
     handshake, each a crossing from C into Python, to say "done" once).
 
-Three things make each connection cheaper without changing what it does
+Four things make each connection cheaper without changing what it does
 (measured by C{bench/percore.py}): handshake deadlines are kept in one
 queue per factory, in the order connections arrived (they all have the
 same timeout), behind one timer for the oldest, instead of a timer set and
 cancelled per connection; a handshake flight (what the server sends
 while it waits for the client) goes to the socket at once
 (L{resumetls.openssl.compat.send_now}) instead of on the reactor's next
-turn; and reads from OpenSSL that would find nothing (Twisted tries, and
+turn; reads from OpenSSL that would find nothing (Twisted tries, and
 pyOpenSSL raises C{WantReadError}) are skipped when OpenSSL says its
-buffers are empty (C{buffers}, L{resumetls.openssl.buffers}).
+buffers are empty (C{buffers}, L{resumetls.openssl.buffers}); and the
+application's writes made while the connection handles received bytes
+are sent when it is done with them, not from a timer
+(L{resumetls.server.writes}).
 
 L{ResumingTLSProtocol.continue_handshake} drives a handshake again when
 something that paused it (a networked session cache's answer) arrives.
