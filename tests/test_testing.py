@@ -11,6 +11,7 @@ from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, LoopingCall
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial.reporter import TestResult
 from twisted.trial.runner import TestLoader
 from twisted.trial.unittest import SynchronousTestCase
@@ -28,6 +29,7 @@ from resumetls import (
     ResumptionSettings,
     RotationPolicy,
 )
+from resumetls.server.protocol import ResumingTLSProtocol
 from resumetls.testing.cache_contract import SessionCacheContractMixin
 from resumetls.testing.caches import (
     BreakableSessionCache,
@@ -84,6 +86,20 @@ class PumpTests(SynchronousTestCase):
         self.assertEqual(again.info.mechanism, "ticket_tls13")
         stats = factory.stats()
         self.assertEqual((stats.full_handshakes, stats.resumed_ticket_tls13), (1, 1))
+
+    def test_listener_layer(self):
+        """
+        With C{listener_layer}, the server side is a resumetls listener's
+        TLS layer; handshakes complete and resume the same way.
+        """
+        factory = server(ResumptionSettings(session_ids=False))
+        client = TestClient(SSL.TLS1_2_VERSION)
+        first = handshake(factory, client, listener_layer=True)
+        again = handshake(factory, client, listener_layer=True)
+        self.assertIsInstance(first.server, ResumingTLSProtocol)
+        self.assertEqual((first.received, again.received), (b"ok", b"ok"))
+        self.assertEqual(again.info.mechanism, "ticket_tls12")
+        self.assertIsInstance(handshake(factory).server, TLSMemoryBIOProtocol)
 
     def test_tls12_session_id_resumes(self):
         """Without tickets, TLS 1.2 resumes by session ID from the cache."""

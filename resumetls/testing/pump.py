@@ -173,6 +173,7 @@ def handshake(
     clock: Clock | None = None,
     server_app: protocol.Protocol | None = None,
     client_app: protocol.Protocol | None = None,
+    listener_layer: bool = False,
 ) -> Handshake:
     """
     Connect a new client to the server in memory and pump until quiet.
@@ -185,6 +186,9 @@ def handshake(
     @param clock: the C{Clock} both ends use; a new one when L{None}.
     @param server_app: the server's application protocol (a L{ServerApp}
         by default); C{client_app} likewise (a L{ClientApp}).
+    @param listener_layer: the server side goes through the TLS layer a
+        resumetls listener uses (L{resumetls.server.protocol}: handshake
+        timeout, write gathering, ...) rather than Twisted's.
     @return: a L{Handshake}; check C{completed} before trusting the rest.
     """
     if clock is None:
@@ -193,15 +197,17 @@ def handshake(
         client_creator = TestClient()
     server_app = server_app if server_app is not None else ServerApp()
     client_app = client_app if client_app is not None else ClientApp()
-    server, client = (
-        TLSMemoryBIOFactory(
-            creator, is_client, protocol.Factory.forProtocol(lambda a=app: a), clock=clock
-        ).buildProtocol(_ADDRESS)
-        for creator, is_client, app in (
-            (server_creator, False, server_app),
-            (client_creator, True, client_app),
-        )
-    )
+    server_factory = protocol.Factory.forProtocol(lambda: server_app)
+    if listener_layer:
+        from resumetls.server.protocol import ResumingTLSFactory
+
+        server_tls = ResumingTLSFactory(server_creator, server_factory, clock, 10, 1024)
+    else:
+        server_tls = TLSMemoryBIOFactory(server_creator, False, server_factory, clock)
+    server = server_tls.buildProtocol(_ADDRESS)
+    client = TLSMemoryBIOFactory(
+        client_creator, True, protocol.Factory.forProtocol(lambda: client_app), clock
+    ).buildProtocol(_ADDRESS)
     pump = iosim.connect(
         server,
         iosim.makeFakeServer(server),

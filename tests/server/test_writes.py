@@ -7,18 +7,14 @@ timer), others on the reactor's next turn, as in Twisted.
 
 from __future__ import annotations
 
-from twisted.internet import protocol
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from resumetls import ResumingContextFactory
 from resumetls.keys.ring import KeyRing, TicketKey
-from resumetls.server.protocol import ResumingTLSFactory
 from resumetls.server.writes import GatheredWrites
-from resumetls.testing.pump import ClientApp, TestClient
+from resumetls.testing import pump
 
 from .. import support
 
@@ -74,11 +70,8 @@ class GatheredWritesTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
-class _Answers(protocol.Protocol):
+class _Answers(pump.ServerApp):
     """Answers each piece of data at once, in two writes."""
-
-    def connectionMade(self) -> None:  # noqa: N802
-        self.factory.made.append(self)
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         self.transport.write(b"got ")
@@ -105,29 +98,15 @@ class ConnectionTests(SynchronousTestCase):
         context = ResumingContextFactory(
             support.options(), key_ring=KeyRing.from_keys(TicketKey.generate())
         )
-        app = protocol.Factory.forProtocol(_Answers)
-        app.made = []
-        server = ResumingTLSFactory(context, app, clock, 10, 100).buildProtocol(
-            _ADDRESS
+        server_app = _Answers()
+        result = pump.handshake(
+            context, clock=clock, server_app=server_app, listener_layer=True
         )
-        client_app = ClientApp()  # says "hi" once connected
-        client = TLSMemoryBIOFactory(
-            TestClient(), True, protocol.Factory.forProtocol(lambda: client_app), clock
-        ).buildProtocol(_ADDRESS)
-        pump = iosim.connect(
-            server,
-            iosim.makeFakeServer(server),
-            client,
-            iosim.makeFakeClient(client),
-            greet=False,
-            clock=clock,
-        )
-        for _ in range(20):
-            pump.pump()
+        self.assertTrue(result.completed)
+        client_app = result.client_app  # said "hi" once connected
         self.assertEqual(client_app.received, b"got hi")
         self.assertEqual(timers, [])
-        app.made[0].transport.write(b" later")  # not in dataReceived
+        server_app.transport.write(b" later")  # not in dataReceived
         self.assertEqual(timers, [0])
-        for _ in range(5):
-            pump.pump()
+        result.flush()
         self.assertEqual(client_app.received, b"got hi later")
