@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from twisted.logger import eventAsJSON, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -131,8 +132,15 @@ class TwistLogTests(TestCase):
         )
         cert = os.path.join(proc.tmp, "data", "resumetls", "dev-cert.pem")
         expected = command(spki_pin(cert), port)
-        raw = support.read_output(proc)
-        (line,) = [x for x in raw.split("\x1e") if '"resumetls.devcert"' in x]
+        # The port listens a moment before the line reaches the log file.
+        deadline = time.monotonic() + 20
+        while True:
+            raw = support.read_output(proc)
+            found = [x for x in raw.split("\x1e") if '"resumetls.devcert"' in x]
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        (line,) = found
         self.assertIn(expected, line)
         self.assertIn(expected, json.loads(line)["log_format"])
         printed = subprocess.run(
