@@ -66,7 +66,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementedBy, providedBy
 
 from resumetls.openssl.compat import send_now
-from resumetls.server.twistedtls import SAME_MAKE_CONNECTION, SAME_RECEIVE_LOOP
+from resumetls.server.twistedtls import (
+    SAME_BUFFERING_INIT,
+    SAME_MAKE_CONNECTION,
+    SAME_RECEIVE_LOOP,
+)
 from resumetls.server.writes import GatheredWrites
 
 __all__ = ["PLAIN_HTTP_RESPONSE", "ResumingTLSFactory", "ResumingTLSProtocol"]
@@ -138,6 +142,10 @@ class ResumingTLSProtocol(BufferingTLSTransport):
         # BufferingTLSTransport's set-up with our aggregator in place of
         # Twisted's (resumetls.server.writes: no timer a response); what
         # BufferingTLSTransport does with it afterwards is unchanged.
+        if not SAME_BUFFERING_INIT:
+            # Not the set-up we know: Twisted's, with its own aggregator.
+            super().__init__(factory, wrappedProtocol, _connectWrapped)
+            return
         TLSMemoryBIOProtocol.__init__(self, factory, wrappedProtocol, _connectWrapped)
         self._aggregator = GatheredWrites(
             MethodType(TLSMemoryBIOProtocol.write, self), factory._clock

@@ -3,7 +3,8 @@ What resumetls knows of the code of Twisted's TLS protocol
 (C{TLSMemoryBIOProtocol}), which L{resumetls.server.protocol} copies in two
 places: C{makeConnection} (declaring the transport's interfaces once per
 class) and C{_flushReceiveBIO} (asking OpenSSL whether there is anything to
-read).  Each copy runs only when Twisted's method uses exactly the names
+read), and replaces in a third: C{BufferingTLSTransport.__init__}, whose
+write aggregator L{resumetls.server.writes} stands in for.  Each copy runs only when Twisted's method uses exactly the names
 listed here (checked against Twisted 26.10); after a Twisted upgrade that
 changes one, Twisted's own method runs, and C{tests/server/test_protocol.py}
 says which flag went false.
@@ -12,9 +13,9 @@ says which flag went false.
 from __future__ import annotations
 
 from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
 
-__all__ = ["SAME_MAKE_CONNECTION", "SAME_RECEIVE_LOOP"]
+__all__ = ["SAME_BUFFERING_INIT", "SAME_MAKE_CONNECTION", "SAME_RECEIVE_LOOP"]
 
 # Twisted's makeConnection (TLSMemoryBIOProtocol's, and ProtocolWrapper's,
 # which it calls), as known: the names they use.  Our copy, which declares the
@@ -64,4 +65,15 @@ SAME_RECEIVE_LOOP = set(TLSMemoryBIOProtocol._flushReceiveBIO.__code__.co_names)
     "_tlsShutdownFinished",
     "dataReceived",
     "recv",
+}
+# BufferingTLSTransport's set-up, as known: TLSMemoryBIOProtocol's, then its
+# aggregator and C{write}.  Ours makes the same with L{GatheredWrites} only
+# when it matches.
+SAME_BUFFERING_INIT = set(BufferingTLSTransport.__init__.__code__.co_names) == {
+    "__init__",
+    "_AggregateSmallWrites",
+    "_aggregator",
+    "_clock",
+    "super",
+    "write",
 }

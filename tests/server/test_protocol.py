@@ -454,9 +454,10 @@ def _counting(method: Any, raised: dict[str, int], name: str, mine: set) -> Any:
 class KnownTwistedCodeTests(TestCase):
     def test_copies_match_twisted(self):
         """
-        Twisted's C{makeConnection} and receive loop use the names our copies
-        were made from (L{resumetls.server.twistedtls}); were one to change,
+        Twisted's C{makeConnection}, receive loop and buffering set-up use
+        the names our copies were made from (L{resumetls.server.twistedtls}); were one to change,
         Twisted's own would run, and this says which.
         """
         self.assertTrue(twistedtls.SAME_MAKE_CONNECTION, "makeConnection changed")
         self.assertTrue(twistedtls.SAME_RECEIVE_LOOP, "_flushReceiveBIO changed")
+        self.assertTrue(twistedtls.SAME_BUFFERING_INIT, "BufferingTLSTransport changed")
