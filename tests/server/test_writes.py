@@ -7,18 +7,16 @@ timer), others on the reactor's next turn, as in Twisted.
 
 from __future__ import annotations
 
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from resumetls import ResumingContextFactory
 from resumetls.keys.ring import KeyRing, TicketKey
+from resumetls.server import protocol as protocol_module
 from resumetls.server.writes import GatheredWrites
 from resumetls.testing import pump
 
 from .. import support
-
-_ADDRESS = IPv4Address("TCP", "127.0.0.1", 443)
 
 
 class GatheredWritesTests(SynchronousTestCase):
@@ -110,3 +108,31 @@ class ConnectionTests(SynchronousTestCase):
         self.assertEqual(timers, [0])
         result.flush()
         self.assertEqual(client_app.received, b"got hi later")
+
+
+class FallbackTests(SynchronousTestCase):
+    """
+    When Twisted's TLS code is not what resumetls copied from
+    (L{resumetls.server.twistedtls}), Twisted's own runs, and connections
+    work the same.
+    """
+
+    def _exchange(self):
+        context = ResumingContextFactory(
+            support.options(), key_ring=KeyRing.from_keys(TicketKey.generate())
+        )
+        client = pump.TestClient()
+        first = pump.handshake(context, client, listener_layer=True)
+        again = pump.handshake(context, client, listener_layer=True)
+        self.assertEqual((first.received, again.received), (b"ok", b"ok"))
+        self.assertTrue(again.info.resumed)
+        return again.server
+
+    def test_twisted_aggregator(self):
+        self.patch(protocol_module, "SAME_BUFFERING_INIT", False)
+        server = self._exchange()
+        self.assertNotIsInstance(server._aggregator, GatheredWrites)
+
+    def test_twisted_receive_loop(self):
+        self.patch(protocol_module, "SAME_RECEIVE_LOOP", False)
+        self.assertIsInstance(self._exchange()._aggregator, GatheredWrites)
