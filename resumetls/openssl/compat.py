@@ -98,7 +98,8 @@ def memory_bios(connection: SSL.Connection) -> tuple[Any, Any]:
 
     Why: pyOpenSSL can only ask them for bytes with C{bio_read}/C{recv},
     which raise C{WantReadError} when there are none; asking how many bytes
-    they hold (C{BIO_ctrl_pending}) costs a C call instead of an exception.
+    they hold (C{BIO_ctrl} with C{BIO_CTRL_PENDING}) costs a C call instead
+    of an exception (L{resumetls.openssl.buffers}).
     There since pyOpenSSL 0.14.
     """
     return connection._into_ssl, connection._from_ssl

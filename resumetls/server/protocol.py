@@ -20,18 +20,12 @@ what a server facing the Internet needs around the handshake:
     context needs no info callback (OpenSSL calls one about 14 times a
     handshake, each a crossing from C into Python, to say "done" once).
 
-Four things make each connection cheaper without changing what it does
-(measured by C{bench/percore.py}): handshake deadlines are kept in one
-queue per factory, in the order connections arrived (they all have the
-same timeout), behind one timer for the oldest, instead of a timer set and
-cancelled per connection; a handshake flight (what the server sends
-while it waits for the client) goes to the socket at once
-(L{resumetls.openssl.compat.send_now}) instead of on the reactor's next
-turn; reads from OpenSSL that would find nothing (Twisted tries, and
-pyOpenSSL raises C{WantReadError}) are skipped when OpenSSL says its
-buffers are empty (C{buffers}, L{resumetls.openssl.buffers}); and the
-application's writes made while the connection handles received bytes
-are sent when it is done with them, not from a timer
+Each connection is made cheaper without changing what it does (measured by
+C{bench/percore.py}): handshake deadlines sit in one queue per factory
+behind one timer; a handshake flight goes to the socket at once
+(L{resumetls.openssl.compat.send_now}); reads that would find nothing are
+skipped (C{buffers}, L{resumetls.openssl.buffers}); and writes made while
+received bytes are handled go out without a timer
 (L{resumetls.server.writes}).
 
 L{ResumingTLSProtocol.continue_handshake} drives a handshake again when
@@ -42,10 +36,12 @@ Private names of Twisted's C{TLSMemoryBIOProtocol} used here (checked
 against Twisted 26.10): C{_handshakeDone}, C{_aborted},
 C{_checkHandshakeStatus}, C{_appSendBuffer}, C{_unbufferPendingWrites},
 C{_flushReceiveBIO}, C{_flushSendBIO}, C{_lostTLSConnection},
-C{_shutdownTLS}, C{_tlsShutdownFinished}, and what its C{makeConnection}
-uses (C{_creatorCallable}, C{_connectWrapped}, C{_tlsConnection}).  When its
-C{makeConnection} or C{_flushReceiveBIO} is not the one we know (by the
-names it uses), Twisted's own runs.
+C{_shutdownTLS}, C{_tlsShutdownFinished}, what its C{makeConnection}
+uses (C{_creatorCallable}, C{_connectWrapped}, C{_tlsConnection}), and of
+C{BufferingTLSTransport}, C{_aggregator} and the factory's C{_clock}.  When
+Twisted's C{makeConnection}, C{_flushReceiveBIO} or
+C{BufferingTLSTransport.__init__} is not the one we know (by the names it
+uses, L{resumetls.server.twistedtls}), Twisted's own runs.
 """
 
 from __future__ import annotations
@@ -261,7 +257,8 @@ class ResumingTLSProtocol(BufferingTLSTransport):
                 return
         writes = self._aggregator
         if type(writes) is not GatheredWrites:
-            super().dataReceived(data)  # the connection is gone
+            # Gone (Twisted's null aggregator), or Twisted's own aggregator.
+            super().dataReceived(data)
             return
         writes.receiving = True
         try:

@@ -1,13 +1,14 @@
 """
-What resumetls knows of the code of Twisted's TLS protocol
-(C{TLSMemoryBIOProtocol}), which L{resumetls.server.protocol} copies in two
-places: C{makeConnection} (declaring the transport's interfaces once per
-class) and C{_flushReceiveBIO} (asking OpenSSL whether there is anything to
-read), and replaces in a third: C{BufferingTLSTransport.__init__}, whose
-write aggregator L{resumetls.server.writes} stands in for.  Each copy runs only when Twisted's method uses exactly the names
-listed here (checked against Twisted 26.10); after a Twisted upgrade that
-changes one, Twisted's own method runs, and C{tests/server/test_protocol.py}
-says which flag went false.
+What resumetls knows of the code of Twisted's TLS protocol, which
+L{resumetls.server.protocol} copies in two places, C{makeConnection}
+(declaring the transport's interfaces once per class) and
+C{_flushReceiveBIO} (asking OpenSSL whether there is anything to read), and
+replaces in a third, C{BufferingTLSTransport.__init__} (whose write
+aggregator L{resumetls.server.writes} stands in for).  Each runs only when
+Twisted's method uses exactly the names listed here (checked against
+Twisted 26.10); after a Twisted upgrade that changes one, Twisted's own
+method runs, and C{tests/server/test_protocol.py} says which flag went
+false.
 """
 
 from __future__ import annotations
