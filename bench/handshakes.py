@@ -48,6 +48,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -558,6 +559,14 @@ def save(report: dict, path: str) -> None:
     """Write a report as JSON (every bench script's --json)."""
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
+
+
+def publish(report: dict, table: Callable[[dict], str], path: str | None) -> None:
+    """Add C{table(report)} to the report, print it, and save it to C{path}."""
+    report["table"] = table(report)
+    print(report["table"])
+    if path:
+        save(report, path)
 
 
 def machine() -> dict:

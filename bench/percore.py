@@ -47,8 +47,8 @@ from handshakes import (  # noqa: E402
     loadgen,
     loadgen_binary,
     make_keys,
+    publish,
     s_time,
-    save,
     wait_for,
 )
 
@@ -282,11 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rounds, args.seconds = 2, 2
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    report = run(args)
-    report["table"] = table(report)
-    print(report["table"])
-    if args.json:
-        save(report, args.json)
+    publish(run(args), table, args.json)
     return 0
 
 

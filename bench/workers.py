@@ -60,9 +60,9 @@ from handshakes import (  # noqa: E402
     loadgen,
     loadgen_binary,
     make_keys,
+    publish,
     resumetls_argv,
     s_time,
-    save,
     server_environment,
     wait_for,
 )
@@ -390,11 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds, args.seconds, args.clients = 1, 2, 6
         args.concurrency = args.concurrency[-1:]
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    report = run(args)
-    report["table"] = table(report)
-    print(report["table"])
-    if args.json:
-        save(report, args.json)
+    publish(run(args), table, args.json)
     return 0
 
 

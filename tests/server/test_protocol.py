@@ -269,10 +269,7 @@ class TLSLayerTests(TestCase):
             port, endpoint, app = await self.serve()
             factory = endpoint.context_factory
             for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-                ctx.minimum_version = ctx.maximum_version = version
+                ctx = _client_context(version)
                 first = await self.served_with(port, ctx)
                 again = await self.served_with(port, ctx, first["session"])
                 self.assertFalse(first["reused"])
@@ -338,6 +335,7 @@ class _Echo(Protocol):
 
 
 def _client_context(version: Any) -> ssl.SSLContext:
+    """A client context of one TLS version that checks no certificate."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
